@@ -1,0 +1,36 @@
+"""Model runtimes behind one interface (see ``base.Engine``), loaded by name."""
+
+from __future__ import annotations
+
+import importlib
+
+from rerankpool.worker.engines.base import Engine, EngineConfig, EngineLoadError
+
+# name -> (module, class); modules are imported only when chosen, so a worker
+# never pays for (or needs) runtimes it does not use.
+ENGINES: dict[str, tuple[str, str]] = {
+    "torch": ("rerankpool.worker.engines.torch_engine", "TorchEngine"),
+    "null": ("rerankpool.worker.engines.null_engine", "NullEngine"),
+    "mlx": ("rerankpool.worker.engines.mlx_engine", "MlxEngine"),
+    "onnx": ("rerankpool.worker.engines.onnx_engine", "OnnxEngine"),
+}
+
+
+def load_engine(config: EngineConfig) -> Engine:
+    try:
+        module_name, class_name = ENGINES[config.engine]
+    except KeyError:
+        raise EngineLoadError(
+            f"unknown --engine {config.engine!r}; choose one of: {', '.join(sorted(ENGINES))}"
+        ) from None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EngineLoadError(
+            f"the {config.engine} engine needs a package that is not installed ({exc.name}); "
+            f"install it with: pip install 'rerankpool[{config.engine}]'"
+        ) from exc
+    return getattr(module, class_name)(config)
+
+
+__all__ = ["ENGINES", "Engine", "EngineConfig", "EngineLoadError", "load_engine"]

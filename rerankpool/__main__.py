@@ -1,0 +1,5 @@
+import sys
+
+from rerankpool.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""Requests split into pairs, and scores put back together. Pure logic, no sockets.
+
+Exactly-once accounting lives here: a request is answered once (scores, or one
+error), each pair's score is taken once, and scores arriving for a request that has
+already been answered (timed out, failed) are ignored.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from rerankpool.broker.batching import Pair, estimate_tokens
+from rerankpool.protocol import OP_RERANK, ErrorCode, Request
+
+logger = logging.getLogger(__name__)
+
+RequestKey = tuple[bytes, int]  # (client routing identity, client's request id)
+
+
+@dataclass
+class Outcome:
+    """A finished request: either scores (input order) or an error."""
+
+    key: RequestKey
+    request: Request
+    scores: np.ndarray | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+@dataclass
+class _Pending:
+    request: Request
+    received_at: float
+    deadline: float | None
+    scores: np.ndarray
+    done: np.ndarray
+    remaining: int
+
+
+def finalize(request: Request, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the request's activation; for rerank, sort best first and cut to top_k.
+
+    Returns (scores, indices): indices is None for ``score`` (input order).
+    """
+    out = scores.astype(np.float32, copy=True)
+    if request.activation == "sigmoid":
+        out = (1.0 / (1.0 + np.exp(-out.astype(np.float64)))).astype(np.float32)
+    if request.op != OP_RERANK:
+        return out, None
+    order = np.argsort(-out, kind="stable")
+    if request.top_k is not None:
+        order = order[: request.top_k]
+    return out[order], order.astype(np.int32)
+
+
+@dataclass
+class RequestTable:
+    """Requests in flight, keyed by (client, id), with their deadlines."""
+
+    max_length: int = 512
+    _pending: dict[RequestKey, _Pending] = field(default_factory=dict)
+    _deadlines: list[tuple[float, RequestKey]] = field(default_factory=list)
+    answered: int = 0
+    duplicates: int = 0  # scores offered for a pair already scored (must stay 0)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._pending
+
+    def is_live(self, key: Hashable) -> bool:
+        return key in self._pending
+
+    def add(self, key: RequestKey, request: Request, now: float, default_timeout_ms: int | None) -> list[Pair]:
+        """Register a scoring request and return its pairs, to be queued."""
+        if key in self._pending:
+            raise KeyError(key)
+        timeout_ms = request.timeout_ms if request.timeout_ms is not None else default_timeout_ms
+        deadline = None if timeout_ms is None else now + timeout_ms / 1000.0
+        n = request.n_pairs
+        self._pending[key] = _Pending(request, now, deadline, np.zeros(n, np.float32), np.zeros(n, bool), n)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, key))
+        pairs = []
+        for i, doc in enumerate(request.docs):
+            query = request.queries[request.query_of(i)]
+            pairs.append(Pair(key, i, query, doc, estimate_tokens(query, doc, self.max_length)))
+        return pairs
+
+    def fill(self, pairs: Sequence[Pair], scores: np.ndarray) -> list[Outcome]:
+        """Record a batch's scores; returns the requests this completes."""
+        completed: list[Outcome] = []
+        for pair, score in zip(pairs, scores):
+            entry = self._pending.get(pair.key)  # type: ignore[arg-type]
+            if entry is None:
+                continue  # request already answered (timeout, error): drop late scores
+            if entry.done[pair.index]:
+                self.duplicates += 1
+                logger.warning("pair %s#%d scored twice; keeping the first score", pair.key, pair.index)
+                continue
+            entry.scores[pair.index] = score
+            entry.done[pair.index] = True
+            entry.remaining -= 1
+            if entry.remaining == 0:
+                completed.append(self._finish(pair.key, scores=entry.scores))  # type: ignore[arg-type]
+        return completed
+
+    def fail(self, key: RequestKey, code: str, message: str) -> Outcome | None:
+        """End a request with an error; None if it was already answered."""
+        if key not in self._pending:
+            return None
+        return self._finish(key, code=code, message=message)
+
+    def expire(self, now: float) -> list[Outcome]:
+        """Answer every request whose deadline has passed with a timeout error."""
+        expired: list[Outcome] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, key = heapq.heappop(self._deadlines)
+            entry = self._pending.get(key)
+            if entry is None:
+                continue
+            done = entry.request.n_pairs - entry.remaining
+            expired.append(
+                self._finish(
+                    key,
+                    code=ErrorCode.TIMEOUT,
+                    message=f"deadline passed with {done}/{entry.request.n_pairs} pairs scored; "
+                    "raise timeout_ms or add workers",
+                )
+            )
+        return expired
+
+    def next_deadline(self) -> float | None:
+        while self._deadlines and self._deadlines[0][1] not in self._pending:
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def age_of(self, key: RequestKey, now: float) -> float:
+        return now - self._pending[key].received_at
+
+    def keys(self) -> list[RequestKey]:
+        return list(self._pending)
+
+    def _finish(
+        self, key: RequestKey, scores: np.ndarray | None = None, code: str | None = None, message: str | None = None
+    ) -> Outcome:
+        entry = self._pending.pop(key)
+        self.answered += 1
+        return Outcome(key, entry.request, scores, code, message)

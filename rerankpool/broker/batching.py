@@ -1,0 +1,187 @@
+"""Length-bucketed dynamic batching. Pure logic: no sockets, an injected clock.
+
+Pairs are placed in buckets by an estimate of their token length (characters / 4.5,
+measured on SQuAD: English WordPiece averages ~4.8 characters per token, so the
+estimate errs long). A batch never mixes buckets unless a worker would otherwise idle,
+so padding stays small without tokenizing in the broker.
+
+When is a bucket shipped? (``Dispatcher`` in ``server.py`` applies this rule.)
+
+* Full: it holds ``max_batch`` pairs or ``max_batch_tokens`` padded tokens.
+* Due: its oldest pair has waited ``timeout_ms``.
+* Idle worker: a worker with nothing in flight takes the best batch there is *now*
+  (``pop_any``), even a partial one, merged across buckets.
+
+At low load a worker is idle when a request arrives, so it is served at once. At
+high load every worker already has a batch running, so pairs collect until buckets
+are full or due: batches grow with load, and latency is bounded by the timeout.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable
+
+DEFAULT_BUCKET_EDGES = (32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
+CHARS_PER_TOKEN = 4.5
+SPECIAL_TOKENS = 3  # [CLS] query [SEP] doc [SEP]
+
+
+def estimate_tokens(query: str, doc: str, max_length: int = 512) -> int:
+    """A cheap upper-leaning estimate of a pair's token count, without a tokenizer."""
+    return min(max_length, int((len(query) + len(doc)) / CHARS_PER_TOKEN) + SPECIAL_TOKENS)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch: int = 64
+    max_batch_tokens: int = 16_384
+    timeout_ms: float = 5.0
+    bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_batch_tokens < 1:
+            raise ValueError("max_batch and max_batch_tokens must be >= 1")
+        if self.timeout_ms < 0:
+            raise ValueError("timeout_ms must be >= 0")
+        edges = self.bucket_edges
+        if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 1:
+            raise ValueError(f"bucket edges must be positive and strictly increasing, got {edges}")
+
+
+@dataclass(eq=False)
+class Pair:
+    """One (query, doc) pair of a request, as queued. ``key`` names its request."""
+
+    key: Hashable
+    index: int
+    query: str
+    doc: str
+    tokens: int
+    enqueued_at: float = 0.0
+
+
+@dataclass
+class Bucket:
+    edge: int
+    pairs: deque[Pair] = field(default_factory=deque)
+
+    def oldest(self) -> float:
+        return self.pairs[0].enqueued_at
+
+
+class Batcher:
+    """Holds queued pairs in length buckets and cuts them into batches.
+
+    ``is_live(key)`` lets the batcher drop pairs whose request has already ended
+    (timed out, failed, client gone) before they cost compute.
+    """
+
+    def __init__(self, config: BatchingConfig, is_live: Callable[[Hashable], bool] | None = None) -> None:
+        self.config = config
+        self._is_live = is_live or (lambda key: True)
+        self._buckets = [Bucket(edge) for edge in config.bucket_edges]
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def bucket_for(self, tokens: int) -> Bucket:
+        for bucket in self._buckets:
+            if tokens <= bucket.edge:
+                return bucket
+        return self._buckets[-1]
+
+    def add(self, pairs: Iterable[Pair], now: float) -> None:
+        for pair in pairs:
+            pair.enqueued_at = now
+            self.bucket_for(pair.tokens).pairs.append(pair)
+            self._count += 1
+
+    def requeue(self, pairs: Iterable[Pair]) -> None:
+        """Put pairs back at the front of their buckets (a dead worker's batch), keeping their age."""
+        for pair in reversed(list(pairs)):
+            self.bucket_for(pair.tokens).pairs.appendleft(pair)
+            self._count += 1
+
+    def _take(self, bucket: Bucket, limit_pairs: int, limit_tokens: int, out: list[Pair]) -> int:
+        """Move live pairs from a bucket into ``out`` within the limits; returns tokens used."""
+        used = 0
+        while bucket.pairs and len(out) < limit_pairs:
+            pair = bucket.pairs[0]
+            if not self._is_live(pair.key):
+                bucket.pairs.popleft()
+                self._count -= 1
+                continue
+            if out and used + bucket.edge > limit_tokens:
+                break
+            bucket.pairs.popleft()
+            self._count -= 1
+            out.append(pair)
+            used += bucket.edge
+        return used
+
+    def _prune_head(self, bucket: Bucket) -> None:
+        while bucket.pairs and not self._is_live(bucket.pairs[0].key):
+            bucket.pairs.popleft()
+            self._count -= 1
+
+    def _is_full(self, bucket: Bucket) -> bool:
+        n = len(bucket.pairs)
+        return n >= self.config.max_batch or n * bucket.edge >= self.config.max_batch_tokens
+
+    def pop_due(self, now: float) -> list[Pair] | None:
+        """A full bucket's batch, else the batch of the most overdue bucket, else None."""
+        timeout_s = self.config.timeout_ms / 1000.0
+        overdue: Bucket | None = None
+        for bucket in self._buckets:
+            self._prune_head(bucket)
+            if not bucket.pairs:
+                continue
+            if self._is_full(bucket):
+                return self._cut(bucket)
+            if now >= bucket.oldest() + timeout_s and (overdue is None or bucket.oldest() < overdue.oldest()):
+                overdue = bucket
+        return self._cut(overdue) if overdue is not None else None
+
+    def pop_any(self, now: float) -> list[Pair] | None:
+        """For an idle worker: the oldest bucket's pairs, topped up from other buckets, oldest first."""
+        for bucket in self._buckets:
+            self._prune_head(bucket)
+        ready = sorted((b for b in self._buckets if b.pairs), key=Bucket.oldest)
+        if not ready:
+            return None
+        out: list[Pair] = []
+        used = 0
+        for bucket in ready:
+            if len(out) >= self.config.max_batch or used >= self.config.max_batch_tokens:
+                break
+            if out and used + bucket.edge > self.config.max_batch_tokens:
+                continue
+            used += self._take(bucket, self.config.max_batch, self.config.max_batch_tokens - used, out)
+        return out or None
+
+    def _cut(self, bucket: Bucket) -> list[Pair] | None:
+        out: list[Pair] = []
+        self._take(bucket, self.config.max_batch, self.config.max_batch_tokens, out)
+        return out or None
+
+    def next_deadline(self) -> float | None:
+        """When the oldest queued pair becomes due (monotonic seconds), or None if empty."""
+        heads = [b.oldest() for b in self._buckets if b.pairs]
+        return min(heads) + self.config.timeout_ms / 1000.0 if heads else None
+
+    def drop(self, key: Hashable) -> int:
+        """Remove every queued pair of one request (e.g. rejected or cancelled); returns the count."""
+        removed = 0
+        for bucket in self._buckets:
+            kept = deque(p for p in bucket.pairs if p.key != key)
+            removed += len(bucket.pairs) - len(kept)
+            bucket.pairs = kept
+        self._count -= removed
+        return removed
+
+    def depths(self) -> dict[int, int]:
+        """Queued pairs per bucket edge (for stats)."""
+        return {b.edge: len(b.pairs) for b in self._buckets if b.pairs}

@@ -1,0 +1,191 @@
+"""The broker's decisions, without sockets: admit, dispatch, collect, expire, purge.
+
+``PoolCore`` joins the batcher, the request table and the worker registry. Every
+method takes the time as an argument and returns what must be sent, so the socket
+loop in ``server.py`` only moves frames, and tests can drive the whole broker
+logic with a fake clock and any order of events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rerankpool import protocol as P
+from rerankpool.broker.assembly import Outcome, RequestKey, RequestTable
+from rerankpool.broker.batching import Batcher, BatchingConfig
+from rerankpool.broker.registry import Batch, LivenessConfig, WorkerRegistry, WorkerState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    request_timeout_ms: int | None = 30_000  # used when a request names no timeout
+    max_queued_pairs: int = 200_000
+    max_length: int = 512
+
+
+class Counters:
+    """Running totals for the stats op."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.replies_ok = 0
+        self.replies_error: dict[str, int] = {}
+        self.pairs_in = 0
+        self.pairs_scored = 0
+        self.batches_sent = 0
+        self.batches_requeued = 0
+        self.workers_lost = 0
+        self._recent: deque[tuple[float, int]] = deque()
+
+    def scored(self, now: float, n: int) -> None:
+        self.pairs_scored += n
+        self._recent.append((now, n))
+
+    def error(self, code: str) -> None:
+        self.replies_error[code] = self.replies_error.get(code, 0) + 1
+
+    def pairs_per_s(self, now: float, window_s: float = 2.0) -> float:
+        while self._recent and self._recent[0][0] < now - window_s:
+            self._recent.popleft()
+        return sum(n for _, n in self._recent) / window_s
+
+
+class PoolCore:
+    def __init__(self, config: CoreConfig = CoreConfig()) -> None:
+        self.config = config
+        self.requests = RequestTable(max_length=config.max_length)
+        self.batcher = Batcher(config.batching, is_live=self.requests.is_live)
+        self.workers = WorkerRegistry(config.liveness)
+        self.counters = Counters()
+        self._next_batch_id = 1
+
+    # -- requests ---------------------------------------------------------------------
+
+    def admit(self, key: RequestKey, req: P.Request, now: float) -> tuple[str, str] | None:
+        """Queue a scoring request's pairs; returns (code, message) if it is refused."""
+        self.counters.requests += 1
+        if key in self.requests:
+            return self._refuse(P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection")
+        if len(self.batcher) + req.n_pairs > self.config.max_queued_pairs:
+            return self._refuse(
+                P.ErrorCode.OVERLOADED,
+                f"{len(self.batcher)} pairs queued (limit {self.config.max_queued_pairs}); back off and retry",
+            )
+        pairs = self.requests.add(key, req, now, self.config.request_timeout_ms)
+        self.counters.pairs_in += len(pairs)
+        self.batcher.add(pairs, now)
+        return None
+
+    def _refuse(self, code: str, message: str) -> tuple[str, str]:
+        self.counters.error(code)
+        return code, message
+
+    def expire(self, now: float) -> list[Outcome]:
+        outcomes = self.requests.expire(now)
+        for outcome in outcomes:
+            if len(self.workers) == 0:
+                outcome.error_code = P.ErrorCode.NO_WORKERS
+                outcome.error_message = "no worker is connected: start workers with `rerankpool worker`"
+        return self._counted(outcomes)
+
+    def fail_all(self, code: str, message: str) -> list[Outcome]:
+        outcomes = [self.requests.fail(key, code, message) for key in self.requests.keys()]
+        return self._counted([o for o in outcomes if o is not None])
+
+    def _counted(self, outcomes: list[Outcome]) -> list[Outcome]:
+        for outcome in outcomes:
+            if outcome.ok:
+                self.counters.replies_ok += 1
+            else:
+                self.counters.error(outcome.error_code or "")
+        return outcomes
+
+    # -- workers ----------------------------------------------------------------------
+
+    def register(self, identity: bytes, info: P.WorkerInfo, now: float) -> str | None:
+        """Add a worker; returns the reason if it is refused."""
+        model = self.workers.model()
+        if model is not None and info.model != model and identity not in self.workers:
+            return f"this pool serves {model!r}; a worker for {info.model!r} would mix scores of two models"
+        self._requeue(self.workers.register(identity, info, now))
+        return None
+
+    def remove_worker(self, identity: bytes) -> None:
+        self._requeue(self.workers.remove(identity))
+
+    def purge(self, now: float) -> list[WorkerState]:
+        """Declare silent workers dead and requeue their batches at the front."""
+        dead = []
+        for worker, batches in self.workers.purge(now):
+            self.counters.workers_lost += 1
+            logger.warning(
+                "worker %s missed its heartbeats: declared dead, %d batch(es) requeued", worker.name, len(batches)
+            )
+            self._requeue(batches)
+            dead.append(worker)
+        return dead
+
+    def _requeue(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            self.counters.batches_requeued += 1
+            self.batcher.requeue(batch.pairs)
+
+    def on_result(self, identity: bytes, batch_id: int, scores: np.ndarray, now: float) -> tuple[Batch | None, list[Outcome]]:
+        """Take a batch's scores; returns the batch (None if discarded) and the requests it completes."""
+        batch = self.workers.complete(identity, batch_id)
+        if batch is None:
+            logger.debug("discarded a late or duplicate result for batch %s", batch_id)
+            return None, []
+        if len(scores) != len(batch.pairs):
+            logger.error("worker returned %d scores for %d pairs; batch requeued", len(scores), len(batch.pairs))
+            self._requeue([batch])
+            return None, []
+        self.counters.scored(now, len(batch.pairs))
+        return batch, self._counted(self.requests.fill(batch.pairs, scores))
+
+    def on_failed(self, identity: bytes, batch_id: int, message: str) -> list[Outcome]:
+        """A batch the model could not run: its requests get a worker_error."""
+        batch = self.workers.complete(identity, batch_id)
+        if batch is None:
+            return []
+        logger.error("batch %d (%d pairs) failed: %s", batch.id, len(batch.pairs), message)
+        outcomes = []
+        for key in dict.fromkeys(p.key for p in batch.pairs):
+            outcome = self.requests.fail(key, P.ErrorCode.WORKER_ERROR, f"the model failed on this request: {message}")  # type: ignore[arg-type]
+            if outcome is not None:
+                outcomes.append(outcome)
+        return self._counted(outcomes)
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def dispatch(self, now: float) -> list[tuple[WorkerState, Batch]]:
+        """Batches to send now, each assigned to a worker (rule in ``batching``'s docstring)."""
+        sends = []
+        while len(self.batcher):
+            worker = self.workers.pick()
+            if worker is None:
+                break
+            pairs = self.batcher.pop_due(now)
+            if pairs is None:
+                worker = self.workers.pick(idle_only=True)
+                pairs = self.batcher.pop_any(now) if worker is not None else None
+                if pairs is None:
+                    break
+            batch = Batch(self._next_batch_id, pairs)
+            self._next_batch_id += 1
+            self.workers.assign(worker, batch, now)  # type: ignore[arg-type]
+            self.counters.batches_sent += 1
+            sends.append((worker, batch))
+        return sends
+
+    def undeliverable(self, worker: WorkerState) -> None:
+        """A worker could not be reached: drop it and requeue everything it held."""
+        self.remove_worker(worker.identity)

@@ -1,0 +1,273 @@
+"""The ``rerankpool`` command: up, broker, worker, rerank, stats, models (and bench, keys)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Sequence
+
+logger = logging.getLogger("rerankpool")
+
+DEFAULT_FRONTEND = "tcp://127.0.0.1:5555"
+DEFAULT_BACKEND = "tcp://127.0.0.1:5556"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def broker_flags() -> argparse.ArgumentParser:
+    from rerankpool.broker.batching import DEFAULT_BUCKET_EDGES, BatchingConfig
+    from rerankpool.protocol import Limits
+
+    b, lim = BatchingConfig(), Limits()
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("broker")
+    g.add_argument("--frontend", default=DEFAULT_FRONTEND, help="where clients connect (ROUTER bind)")
+    g.add_argument("--backend", default=DEFAULT_BACKEND, help="where workers connect (ROUTER bind)")
+    g.add_argument("--max-batch", type=int, default=b.max_batch, help="pairs per batch at most")
+    g.add_argument("--max-batch-tokens", type=int, default=b.max_batch_tokens,
+                   help="estimated padded tokens per batch at most")
+    g.add_argument("--batch-timeout-ms", type=float, default=b.timeout_ms,
+                   help="longest a partial batch waits for more pairs while every worker is busy")
+    g.add_argument("--bucket-edges", type=_ints, default=DEFAULT_BUCKET_EDGES,
+                   help="upper token lengths of the length buckets, comma-separated")
+    g.add_argument("--heartbeat-interval-s", type=float, default=1.0)
+    g.add_argument("--liveness", type=int, default=3, help="missed heartbeats before a peer is declared dead")
+    g.add_argument("--request-timeout-ms", type=int, default=30_000, help="deadline of requests that name none")
+    g.add_argument("--max-queued-pairs", type=int, default=200_000,
+                   help="queue bound; beyond it requests get an 'overloaded' error at once")
+    g.add_argument("--max-docs", type=int, default=lim.max_docs, help="docs per request at most")
+    g.add_argument("--max-doc-chars", type=int, default=lim.max_doc_chars)
+    g.add_argument("--max-message-bytes", type=int, default=lim.max_message_bytes)
+    return p
+
+
+def worker_flags(connect: bool) -> argparse.ArgumentParser:
+    from rerankpool.models import DEFAULT_MODEL
+
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("worker")
+    if connect:
+        g.add_argument("--connect", default=DEFAULT_BACKEND, help="the broker's backend endpoint")
+    g.add_argument("-n", "--workers", type=int, default=1, help="worker processes to start")
+    g.add_argument("--model", default=DEFAULT_MODEL,
+                   help="built-in name (see `rerankpool models`), local directory, or Hugging Face id")
+    g.add_argument("--engine", default="torch", help="model runtime: torch, onnx, mlx, null (no model)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps")
+    g.add_argument("--devices", default=None,
+                   help="spread workers over CUDA devices round robin, e.g. 0,1 (overrides --device)")
+    g.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
+    g.add_argument("--max-length", type=int, default=512, help="truncate pairs to this many tokens")
+    g.add_argument("--capacity", type=int, default=2, help="batches in flight per worker (>= 2)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads per worker (default on CPU: cores / workers)")
+    g.add_argument("--compile", action="store_true", help="torch.compile / mx.compile the forward pass")
+    g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
+    return p
+
+
+def broker_config(args: argparse.Namespace, expect_workers: int = 0):
+    from rerankpool.broker.batching import BatchingConfig
+    from rerankpool.broker.core import CoreConfig
+    from rerankpool.broker.registry import LivenessConfig
+    from rerankpool.broker.server import BrokerConfig
+    from rerankpool.protocol import Limits
+
+    return BrokerConfig(
+        frontend=args.frontend,
+        backend=args.backend,
+        core=CoreConfig(
+            batching=BatchingConfig(args.max_batch, args.max_batch_tokens, args.batch_timeout_ms, args.bucket_edges),
+            liveness=LivenessConfig(args.heartbeat_interval_s, args.liveness),
+            request_timeout_ms=args.request_timeout_ms,
+            max_queued_pairs=args.max_queued_pairs,
+        ),
+        limits=Limits(args.max_docs, args.max_doc_chars, Limits().max_query_chars, args.max_message_bytes),
+        expect_workers=expect_workers,
+    )
+
+
+def worker_pool(args: argparse.Namespace, connect: str):
+    from rerankpool.worker.loop import WorkerConfig
+    from rerankpool.worker.pool import WorkerPool, worker_configs
+
+    n = args.workers
+    if n < 1:
+        raise SystemExit("--workers must be >= 1")
+    devices = [f"cuda:{d.strip()}" for d in args.devices.split(",")] if args.devices else None
+    on_cpu = not devices and args.device == "cpu"
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // n) if on_cpu else None)
+    base = WorkerConfig(
+        connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
+        max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
+        warmup=args.warmup, heartbeat_interval_s=getattr(args, "heartbeat_interval_s", 1.0),
+        liveness=getattr(args, "liveness", 3),
+    )
+    return WorkerPool(worker_configs(base, n, devices))
+
+
+def _install_drain_handlers(drain, stop) -> None:
+    """First SIGINT/SIGTERM drains; a second one stops at once."""
+    hits = {"n": 0}
+
+    def handler(signum, frame):
+        hits["n"] += 1
+        if hits["n"] == 1:
+            logger.info("%s: finishing requests in flight (again to stop now)", signal.Signals(signum).name)
+            drain()
+        else:
+            stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from rerankpool.broker.server import Broker
+
+    broker = Broker(broker_config(args))
+    logger.info("broker: clients at %s, workers at %s", broker.frontend_endpoint, broker.backend_endpoint)
+    _install_drain_handlers(broker.drain, broker.stop)
+    broker.run()
+    return 0
+
+
+def _local(endpoint: str) -> str:
+    """The address a local worker connects to for a bound endpoint (tcp://0.0.0.0 -> 127.0.0.1)."""
+    return endpoint.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace("tcp://[::]:", "tcp://[::1]:")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from rerankpool.broker.server import Broker
+
+    broker = Broker(broker_config(args, expect_workers=args.workers))
+    logger.info("broker: clients at %s, workers at %s", broker.frontend_endpoint, broker.backend_endpoint)
+    pool = worker_pool(args, _local(broker.backend_endpoint))
+
+    def stop_all() -> None:
+        broker.stop()
+
+    _install_drain_handlers(broker.drain, stop_all)
+    pool.start()
+    supervisor = threading.Thread(target=lambda: (pool.supervise(), pool.failure and broker.stop()), daemon=True)
+    supervisor.start()
+    try:
+        broker.run()
+    finally:
+        pool.stop()
+    if pool.failure:
+        logger.error("%s", pool.failure)
+        return 1
+    logger.info("stopped")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    pool = worker_pool(args, args.connect)
+    _install_drain_handlers(lambda: threading.Thread(target=pool.stop).start(), pool.stop)
+    pool.start()
+    pool.supervise()
+    pool.stop()
+    if pool.failure:
+        logger.error("%s", pool.failure)
+        return 1
+    return 0
+
+
+def cmd_rerank(args: argparse.Namespace) -> int:
+    from rerankpool import Client
+
+    docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with Client(args.connect, timeout=args.timeout) as client:
+        hits = client.rerank(args.query, docs, top_k=args.top_k, return_documents=True, activation=args.activation)
+    for hit in hits:
+        print(f"{hit.score:9.4f}  [{hit.index}]  {hit.document}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from rerankpool import Client
+
+    with Client(args.connect, timeout=args.timeout, retries=0) as client:
+        stats = client.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+        return 0
+    skip = {"workers", "events", "queue_buckets"}
+    for key in sorted(k for k in stats if k not in skip):
+        print(f"{key:20s} {stats[key]}")
+    print(f"{'queue_buckets':20s} {stats['queue_buckets']}")
+    for w in stats["workers"]:
+        print(f"  worker {w['name']}: {w['engine']} {w['device']} {w['dtype']} in_flight={w['in_flight']} "
+              f"batches={w['batches_done']} pairs={w['pairs_done']} model={w['model']}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rerankpool.models import DEFAULT_MODEL, list_builtin_models
+
+    for model in list_builtin_models():
+        mark = " (default)" if model.name == DEFAULT_MODEL else ""
+        print(f"{model.name}{mark}\n    {model.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False)],
+                        help="run a broker and N workers in the foreground")
+    up.set_defaults(func=cmd_up)
+    broker = sub.add_parser("broker", parents=[broker_flags()], help="run a broker")
+    broker.set_defaults(func=cmd_broker)
+    worker = sub.add_parser("worker", parents=[worker_flags(connect=True)], help="run N workers for a broker")
+    worker.set_defaults(func=cmd_worker)
+
+    rerank = sub.add_parser("rerank", help="rerank documents (arguments, or one per line on stdin)")
+    rerank.add_argument("query")
+    rerank.add_argument("docs", nargs="*")
+    rerank.add_argument("--connect", default=DEFAULT_FRONTEND)
+    rerank.add_argument("--top-k", type=int, default=None)
+    rerank.add_argument("--activation", default="raw", choices=("raw", "sigmoid"))
+    rerank.add_argument("--timeout", type=float, default=30.0)
+    rerank.set_defaults(func=cmd_rerank)
+
+    stats = sub.add_parser("stats", help="print a broker's live counters")
+    stats.add_argument("--connect", default=DEFAULT_FRONTEND)
+    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--timeout", type=float, default=5.0)
+    stats.set_defaults(func=cmd_stats)
+
+    models = sub.add_parser("models", help="list the offline built-in models")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rerankpool.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, prefix=args.command)
+    try:
+        return args.func(args)
+    except Exception as exc:  # the last line of defence: say what went wrong, not a traceback
+        from rerankpool.errors import RerankPoolError
+
+        if isinstance(exc, (RerankPoolError, OSError)):
+            logger.error("%s", exc)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Everything the clients share that does no I/O: building requests and reading replies.
+
+``Client`` and ``AsyncClient`` add only sending, waiting and closing (as httpx does).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from rerankpool import protocol as P
+from rerankpool.errors import BadRequest, ServerError, error_from_reply
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+GRACE_S = 1.0  # how long past a request's deadline the client still waits for the broker's answer
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One reranked document: its index in the input, its score, and the document if asked for."""
+
+    index: int
+    score: float
+    document: str | None = None
+
+
+class BaseClient:
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, retries: int = 1) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        self.address = address
+        self.timeout = timeout
+        self.retries = retries
+        self._ids = itertools.count(1)
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self.timeout if timeout is None else timeout
+
+    def _rerank_request(self, query: str, docs: Sequence[str], top_k: int | None, activation: str,
+                        timeout: float) -> P.Request:
+        return P.Request(id=0, op=P.OP_RERANK, queries=[query], docs=list(docs), top_k=top_k,
+                         activation=activation, timeout_ms=max(1, int(timeout * 1000)))
+
+    def _score_request(self, pairs: Sequence[tuple[str, str]], activation: str, timeout: float) -> P.Request:
+        queries: dict[str, int] = {}
+        index: list[int] = []
+        docs: list[str] = []
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise BadRequest(P.ErrorCode.BAD_REQUEST, f"score() takes (query, doc) pairs, got {pair!r:.80}")
+            query, doc = pair
+            index.append(queries.setdefault(query, len(queries)))
+            docs.append(doc)
+        return P.Request(id=0, op=P.OP_SCORE, queries=list(queries), query_index=index if len(queries) > 1 else None,
+                         docs=docs, activation=activation, timeout_ms=max(1, int(timeout * 1000)))
+
+    def _encode(self, req: P.Request) -> list[bytes]:
+        """Give the request a fresh id and encode it. Each attempt gets its own id."""
+        req.id = next(self._ids)
+        try:
+            return P.encode_request(req)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(P.ErrorCode.BAD_REQUEST, f"request cannot be encoded: {exc}") from exc
+
+    @staticmethod
+    def _decode(frames: Sequence[bytes]) -> dict[str, Any]:
+        try:
+            return P.unpack(frames)
+        except P.ProtocolError as exc:
+            raise ServerError(exc.code, exc.message) from exc
+
+    @staticmethod
+    def _check(header: dict[str, Any]) -> dict[str, Any]:
+        if not header.get("ok"):
+            error = header.get("error") or {}
+            raise error_from_reply(str(error.get("code", "unknown")), str(error.get("message", "")))
+        return header
+
+    @staticmethod
+    def _hits(header: dict[str, Any], docs: Sequence[str], return_documents: bool) -> list[Hit]:
+        scores = P.from_f32(header["scores"])
+        indices = P.from_i32(header["indices"])
+        return [
+            Hit(int(i), float(s), docs[int(i)] if return_documents else None) for i, s in zip(indices, scores)
+        ]
+
+    @staticmethod
+    def _scores(header: dict[str, Any]) -> list[float]:
+        return P.from_f32(header["scores"]).tolist()
+
+
+def reply_id(header: dict[str, Any]) -> int | None:
+    rid = header.get("id")
+    return rid if isinstance(rid, int) else None
+
+
+__all__ = ["BaseClient", "Hit", "DEFAULT_ADDRESS", "GRACE_S", "reply_id"]

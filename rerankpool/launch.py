@@ -1,0 +1,120 @@
+"""Start a broker and workers as real processes from Python: for tests, the bench and notebooks.
+
+``LocalPool`` runs ``rerankpool broker`` and ``rerankpool worker -n N`` as two child
+processes (exactly what a user runs from the shell), waits until N workers have
+registered, and stops both on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rerankpool.client import Client
+from rerankpool.errors import NoReply
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalPool:
+    model: str = "ms-marco-MiniLM-L-12-v2"
+    workers: int = 1
+    engine: str = "torch"
+    device: str = "cpu"
+    dtype: str = "float32"
+    frontend: str | None = None  # default: an ipc:// endpoint in a private temp dir
+    backend: str | None = None
+    broker_args: list[str] = field(default_factory=list)  # extra flags, e.g. ["--max-batch", "8"]
+    worker_args: list[str] = field(default_factory=list)
+    start_timeout_s: float = 180.0
+    log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="rerankpool-")
+        tmp = Path(self._tmp.name)
+        self.frontend = self.frontend or f"ipc://{tmp}/frontend"
+        self.backend = self.backend or f"ipc://{tmp}/backend"
+        self.log_dir = self.log_dir or tmp
+        self.broker_proc: subprocess.Popen | None = None
+        self.worker_proc: subprocess.Popen | None = None
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "wb")  # type: ignore[operator]
+        cmd = [sys.executable, "-m", "rerankpool", *args]
+        logger.debug("starting %s", " ".join(cmd))
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def start(self) -> "LocalPool":
+        self.broker_proc = self._spawn(
+            "broker", ["broker", "--frontend", self.frontend, "--backend", self.backend, *self.broker_args]
+        )
+        self.start_workers()
+        return self
+
+    def start_workers(self) -> None:
+        self.worker_proc = self._spawn(
+            "workers",
+            ["worker", "--connect", self.backend, "-n", str(self.workers), "--model", self.model, "--engine",
+             self.engine, "--device", self.device, "--dtype", self.dtype, *self.worker_args],
+        )
+        self.wait_for_workers(self.workers)
+
+    def wait_for_workers(self, n: int, timeout_s: float | None = None) -> dict:
+        """Block until the broker reports ``n`` live workers; raise with the logs if a process died."""
+        deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
+        with self.client(timeout=2.0, retries=0) as client:
+            while time.monotonic() < deadline:
+                for name, proc in (("broker", self.broker_proc), ("workers", self.worker_proc)):
+                    if proc is not None and proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+                try:  # the broker holds the answer until n workers are live, or 1 s has passed
+                    pong = client.ping(wait_workers=n, timeout=1.0)
+                except NoReply:
+                    continue
+                if pong["workers"] >= n:
+                    return pong
+        raise TimeoutError(f"{n} worker(s) not ready in time:\n{self.log_tail('workers')}")
+
+    def client(self, **kwargs) -> Client:
+        return Client(self.frontend, **kwargs)  # type: ignore[arg-type]
+
+    def worker_pids(self) -> list[int]:
+        with self.client(timeout=5.0) as client:
+            return [w["pid"] for w in client.stats()["workers"]]
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"  # type: ignore[operator]
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for proc in (self.worker_proc, self.broker_proc):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (self.worker_proc, self.broker_proc):
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "LocalPool":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

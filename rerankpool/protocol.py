@@ -1,0 +1,372 @@
+"""The rerankpool wire protocol, in one place.
+
+Every message is two ZeroMQ frames after the routing identity: the protocol tag
+``RP01`` and a msgpack map (the header). The tag carries the version, so either
+side can refuse what it does not understand. Scores travel as raw little-endian
+float32 bytes inside the header (msgpack ``bin``), indices as int32 bytes.
+
+Client -> broker (client DEALER, broker frontend ROUTER)::
+
+    {"op": "rerank", "id": int, "query": str, "docs": [str], "top_k": int|None,
+     "activation": "raw"|"sigmoid", "timeout_ms": int|None}
+    {"op": "score", "id": int, "queries": [str], "query_index": [int]|None,
+     "docs": [str], "activation": ..., "timeout_ms": ...}
+    {"op": "stats", "id": int, "events_since": int|None}
+    {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
+        # answered once >= wait_workers workers are live, or at timeout_ms
+
+Broker -> client::
+
+    {"id": int, "ok": True, "scores": f32 bytes, "indices": i32 bytes (rerank only)}
+    {"id": int, "ok": True, "stats": {...}} / {"id": int, "ok": True, "pong": {...}}
+    {"id": int|None, "ok": False, "error": {"code": str, "message": str}}
+
+Worker -> broker (worker DEALER, broker backend ROUTER)::
+
+    {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length}}
+    {"op": "heartbeat"}
+    {"op": "result", "id": batch_id, "scores": f32 bytes, "timings": {...}, "memory": {...}}
+    {"op": "failed", "id": batch_id, "error": str}
+    {"op": "draining"}                # send no more batches; "bye" follows when done
+    {"op": "bye"}
+
+Broker -> worker::
+
+    {"op": "batch", "id": batch_id, "queries": [str], "query_index": i32 bytes, "docs": [str]}
+    {"op": "heartbeat"}
+    {"op": "disconnect"}              # unknown peer: register again with "ready"
+    {"op": "refused", "reason": str}  # this worker may not join; it exits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+TAG = b"RP01"
+VERSION = 1
+
+# Client operations.
+OP_RERANK = "rerank"
+OP_SCORE = "score"
+OP_STATS = "stats"
+OP_PING = "ping"
+CLIENT_OPS = (OP_RERANK, OP_SCORE, OP_STATS, OP_PING)
+
+# Worker <-> broker operations.
+W_READY = "ready"
+W_HEARTBEAT = "heartbeat"
+W_RESULT = "result"
+W_FAILED = "failed"
+W_DRAINING = "draining"
+W_BYE = "bye"
+B_BATCH = "batch"
+B_HEARTBEAT = "heartbeat"
+B_DISCONNECT = "disconnect"
+B_REFUSED = "refused"
+
+ACTIVATIONS = ("raw", "sigmoid")
+
+
+class ErrorCode:
+    """Error codes a client may receive. Each has one meaning and one remedy."""
+
+    BAD_REQUEST = "bad_request"  # malformed message or fields: fix the request
+    UNSUPPORTED_VERSION = "unsupported_version"  # protocol tag mismatch: upgrade client/broker
+    UNKNOWN_OP = "unknown_op"
+    TOO_LARGE = "too_large"  # over a configured limit: split the request
+    OVERLOADED = "overloaded"  # queue bound reached: back off and retry
+    NO_WORKERS = "no_workers"  # no worker registered within the deadline
+    TIMEOUT = "timeout"  # deadline passed before all pairs were scored
+    WORKER_ERROR = "worker_error"  # the model failed on this input
+    SHUTTING_DOWN = "shutting_down"
+    DUPLICATE_ID = "duplicate_id"  # a request with this id is still in flight
+
+
+class ProtocolError(Exception):
+    """A message that cannot be served; becomes an error reply with ``code``."""
+
+    def __init__(self, code: str, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may ask for. Oversized requests get ``too_large``."""
+
+    max_docs: int = 1000
+    max_doc_chars: int = 20_000
+    max_query_chars: int = 4_000
+    max_message_bytes: int = 16 * 2**20
+
+
+@dataclass
+class Request:
+    """A decoded, validated client request. ``op`` is rerank or score for scoring work."""
+
+    id: int
+    op: str
+    queries: list[str] = field(default_factory=list)
+    query_index: list[int] | None = None  # None: every doc pairs with queries[0]
+    docs: list[str] = field(default_factory=list)
+    top_k: int | None = None
+    activation: str = "raw"
+    timeout_ms: int | None = None
+    events_since: int | None = None
+    wait_workers: int | None = None
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.docs)
+
+    def query_of(self, i: int) -> int:
+        return 0 if self.query_index is None else self.query_index[i]
+
+
+def pack(header: dict[str, Any]) -> list[bytes]:
+    return [TAG, msgpack.packb(header, use_bin_type=True)]
+
+
+def unpack(frames: Sequence[bytes]) -> dict[str, Any]:
+    """Decode [TAG, header]; raise ProtocolError on anything else."""
+    if len(frames) < 2:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"expected 2 frames [{TAG!r}, msgpack header], got {len(frames)}")
+    if bytes(frames[0]) != TAG:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol tag {bytes(frames[0])[:16]!r} is not {TAG!r}: use a client of the same rerankpool version",
+        )
+    try:
+        header = msgpack.unpackb(frames[1], raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"header is not valid msgpack: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"header must be a msgpack map, got {type(header).__name__}")
+    return header
+
+
+# -- client requests ----------------------------------------------------------------
+
+
+def encode_request(req: Request) -> list[bytes]:
+    header: dict[str, Any] = {"op": req.op, "id": req.id}
+    if req.op == OP_RERANK:
+        header.update(query=req.queries[0], docs=req.docs, top_k=req.top_k)
+    elif req.op == OP_SCORE:
+        header.update(queries=req.queries, query_index=req.query_index, docs=req.docs)
+    elif req.op == OP_STATS:
+        header["events_since"] = req.events_since
+    elif req.op == OP_PING:
+        header.update(wait_workers=req.wait_workers, timeout_ms=req.timeout_ms)
+    if req.op in (OP_RERANK, OP_SCORE):
+        header.update(activation=req.activation, timeout_ms=req.timeout_ms)
+    return pack(header)
+
+
+def _field(header: dict, name: str, kind: type | tuple[type, ...], rid: int | None, required: bool = True) -> Any:
+    value = header.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"missing field {name!r}", rid)
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field {name!r} must be {want}, got {type(value).__name__}", rid)
+    return value
+
+
+def _strings(values: list, name: str, max_chars: int, rid: int | None) -> list[str]:
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name}[{i}] must be a string, got {type(v).__name__}", rid)
+        if len(v) > max_chars:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"{name}[{i}] has {len(v)} characters; the limit is {max_chars}", rid
+            )
+    return values
+
+
+def decode_request(frames: Sequence[bytes], limits: Limits = Limits()) -> Request:
+    """Decode and validate a client request. Raises ProtocolError with a code and a remedy."""
+    size = sum(len(f) for f in frames)
+    if size > limits.max_message_bytes:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"message is {size} bytes; the limit is {limits.max_message_bytes}: split it"
+        )
+    header = unpack(frames)
+    rid = header.get("id")
+    rid = rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+    _field(header, "id", int, None)
+    op = _field(header, "op", str, rid)
+    if op not in CLIENT_OPS:
+        raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; supported: {', '.join(CLIENT_OPS)}", rid)
+    req = Request(id=rid, op=op)  # type: ignore[arg-type]
+    if op == OP_STATS:
+        req.events_since = _field(header, "events_since", int, rid, required=False)
+        return req
+    if op == OP_PING:
+        req.wait_workers = _field(header, "wait_workers", int, rid, required=False)
+        req.timeout_ms = _field(header, "timeout_ms", int, rid, required=False)
+        return req
+    docs = _field(header, "docs", list, rid)
+    if not docs:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "docs is empty: send at least one document", rid)
+    if len(docs) > limits.max_docs:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"{len(docs)} docs in one request; the limit is {limits.max_docs}: split it", rid
+        )
+    req.docs = _strings(docs, "docs", limits.max_doc_chars, rid)
+    if op == OP_RERANK:
+        req.queries = _strings([_field(header, "query", str, rid)], "query", limits.max_query_chars, rid)
+        top_k = _field(header, "top_k", int, rid, required=False)
+        if top_k is not None and top_k < 1:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"top_k must be >= 1, got {top_k}", rid)
+        req.top_k = top_k
+    else:
+        queries = _field(header, "queries", list, rid)
+        if not queries:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "queries is empty", rid)
+        req.queries = _strings(queries, "queries", limits.max_query_chars, rid)
+        index = _field(header, "query_index", list, rid, required=False)
+        if index is None and len(queries) != 1:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "query_index is required when there are several queries", rid)
+        if index is not None:
+            if len(index) != len(docs):
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST, f"query_index has {len(index)} entries for {len(docs)} docs", rid
+                )
+            if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(queries) for i in index):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"query_index entries must be ints in [0, {len(queries)})", rid)
+        req.query_index = index
+    activation = _field(header, "activation", str, rid, required=False) or "raw"
+    if activation not in ACTIVATIONS:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"activation must be one of {ACTIVATIONS}, got {activation!r}", rid)
+    req.activation = activation
+    timeout_ms = _field(header, "timeout_ms", int, rid, required=False)
+    if timeout_ms is not None and timeout_ms <= 0:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"timeout_ms must be > 0, got {timeout_ms}", rid)
+    req.timeout_ms = timeout_ms
+    return req
+
+
+# -- broker replies -----------------------------------------------------------------
+
+
+def f32_bytes(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<f4").tobytes()
+
+
+def i32_bytes(values: np.ndarray | Sequence[int]) -> bytes:
+    return np.ascontiguousarray(values, dtype="<i4").tobytes()
+
+
+def from_f32(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4")
+
+
+def from_i32(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<i4")
+
+
+def encode_scores_reply(request_id: int, scores: np.ndarray, indices: np.ndarray | None = None) -> list[bytes]:
+    header: dict[str, Any] = {"id": request_id, "ok": True, "scores": f32_bytes(scores)}
+    if indices is not None:
+        header["indices"] = i32_bytes(indices)
+    return pack(header)
+
+
+def encode_error_reply(request_id: int | None, code: str, message: str) -> list[bytes]:
+    return pack({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def encode_value_reply(request_id: int, key: str, value: Any) -> list[bytes]:
+    return pack({"id": request_id, "ok": True, key: value})
+
+
+# -- worker <-> broker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a worker tells the broker when it registers."""
+
+    model: str
+    label: str
+    engine: str
+    device: str
+    dtype: str
+    capacity: int
+    pid: int
+    host: str
+    max_length: int
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "WorkerInfo":
+        if not isinstance(data, dict):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "ready.info must be a map")
+        try:
+            info = cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"ready.info is incomplete: {exc}") from None
+        if not isinstance(info.capacity, int) or info.capacity < 1:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"capacity must be an int >= 1, got {info.capacity!r}")
+        return info
+
+
+@dataclass
+class BatchTimings:
+    """Per-batch timings a worker reports with its scores."""
+
+    size: int
+    tokenize_ms: float
+    inference_ms: float
+    real_tokens: int
+    padded_tokens: int
+    chunks: int = 1
+
+    @property
+    def padding_waste_pct(self) -> float:
+        return 100.0 * (self.padded_tokens - self.real_tokens) / self.padded_tokens if self.padded_tokens else 0.0
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "BatchTimings":
+        if not isinstance(data, dict):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "result.timings must be a map")
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"result.timings is incomplete: {exc}") from None
+
+
+@dataclass
+class BatchMessage:
+    """A batch for a worker: unique queries once each, and per doc the index of its query."""
+
+    id: int
+    queries: list[str]
+    query_index: np.ndarray
+    docs: list[str]
+
+
+def encode_batch(batch: BatchMessage) -> list[bytes]:
+    return pack(
+        {"op": B_BATCH, "id": batch.id, "queries": batch.queries, "query_index": i32_bytes(batch.query_index),
+         "docs": batch.docs}
+    )
+
+
+def decode_batch(header: dict[str, Any]) -> BatchMessage:
+    return BatchMessage(
+        id=header["id"], queries=header["queries"], query_index=from_i32(header["query_index"]), docs=header["docs"]
+    )
+
+
+def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float]) -> list[bytes]:
+    return pack({"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "timings": timings.__dict__,
+                 "memory": memory})

@@ -1,0 +1,101 @@
+"""The engine interface every model runtime implements.
+
+A worker runs each batch in three stages, as Infinity does: tokenize (shared by all
+engines, see ``rerankpool.worker.tokenize``), ``forward`` on the device, and the scores
+back as float32. Engines only implement the device part, so the tokenizer, the length
+sorting and the padding plan are the same for PyTorch, MLX and ONNX Runtime, and scores
+can be compared across engines pair for pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What a worker needs to load a model. Built from CLI flags."""
+
+    model_path: Path
+    engine: str = "torch"
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_length: int = 512
+    threads: int | None = None  # intra-op threads; None lets the runtime decide
+    compile: bool = False  # torch.compile / mx.compile where supported
+    onnx_path: Path | None = None  # a ready ONNX file of this model, if one ships
+
+
+@dataclass
+class Chunk:
+    """One padded forward pass: rows of the batch, sorted by length, padded to one length.
+
+    ``rows`` indexes the batch's pairs, so scores can be scattered back to batch order.
+    Arrays are int64 of shape [len(rows), padded_length].
+    """
+
+    rows: np.ndarray
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+    @property
+    def padded_tokens(self) -> int:
+        return int(self.input_ids.size)
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+@dataclass
+class EncodedBatch:
+    """A tokenized batch, split into chunks of similar length."""
+
+    size: int
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(c.real_tokens for c in self.chunks)
+
+    @property
+    def padded_tokens(self) -> int:
+        return sum(c.padded_tokens for c in self.chunks)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model on one device. ``forward`` returns raw logits, float32, shape [n]."""
+
+    name: str
+    device: str
+    dtype: str
+
+    def forward(self, chunk: Chunk) -> np.ndarray: ...
+
+    def warmup(self, shapes: list[tuple[int, int]]) -> None:
+        """Run once per (batch, length) shape so first requests don't pay compile costs."""
+        ...
+
+    def memory(self) -> dict[str, float]:
+        """Allocator memory in MB (empty when the runtime has none to report)."""
+        ...
+
+
+def run_batch(engine: Engine, batch: EncodedBatch) -> np.ndarray:
+    """Run every chunk and scatter the scores back to batch order."""
+    scores = np.empty(batch.size, dtype=np.float32)
+    for chunk in batch.chunks:
+        scores[chunk.rows] = engine.forward(chunk)
+    return scores
+
+
+class EngineLoadError(RuntimeError):
+    """The model could not be loaded by the chosen engine; the message says what to do."""

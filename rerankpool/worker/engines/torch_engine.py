@@ -1,0 +1,90 @@
+"""PyTorch / transformers engine: AutoModelForSequenceClassification under inference_mode."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from rerankpool.worker.engines.base import Chunk, EngineConfig, EngineLoadError
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """Check that the asked-for device exists here; say what to do if it does not."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineLoadError(f"--device {device}: no CUDA device is visible to torch; use --device cpu")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise EngineLoadError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..)"
+            )
+        return f"cuda:{index}"
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise EngineLoadError("--device mps: Metal is not available to torch here; use --device cpu")
+    if device not in ("cpu", "mps"):
+        raise EngineLoadError(f"unknown --device {device!r}: use cpu, cuda, cuda:N or mps")
+    return device
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, config: EngineConfig) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModelForSequenceClassification
+
+        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        if config.dtype not in dtypes:
+            raise EngineLoadError(f"the torch engine runs float32, float16 or bfloat16, not {config.dtype!r}")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.dtype = config.dtype
+        self._torch = torch
+        transformers.utils.logging.disable_progress_bar()
+        dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(config.model_path), attn_implementation="sdpa", **{dtype_kw: dtypes[config.dtype]}
+        )
+        if model.config.num_labels != 1:
+            raise EngineLoadError(
+                f"{config.model_path} has {model.config.num_labels} labels; rerankpool serves "
+                "single-score cross-encoders (num_labels=1)"
+            )
+        self.model = model.eval().to(self.device)
+        if config.compile:
+            self.model = torch.compile(self.model, dynamic=False)
+        logger.info("torch engine: %s on %s (%s)", config.model_path, self.device, self.dtype)
+
+    def forward(self, chunk: Chunk) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            inputs = {
+                "input_ids": torch.from_numpy(chunk.input_ids).to(self.device, non_blocking=True),
+                "attention_mask": torch.from_numpy(chunk.attention_mask).to(self.device, non_blocking=True),
+                "token_type_ids": torch.from_numpy(chunk.token_type_ids).to(self.device, non_blocking=True),
+            }
+            logits = self.model(**inputs).logits
+            return logits[:, 0].float().cpu().numpy()
+
+    def warmup(self, shapes: list[tuple[int, int]]) -> None:
+        for rows, length in shapes:
+            ids = np.ones((rows, length), dtype=np.int64)
+            self.forward(Chunk(np.arange(rows), ids, ids, np.zeros_like(ids)))
+
+    def memory(self) -> dict[str, float]:
+        torch = self._torch
+        if self.device.startswith("cuda"):
+            return {
+                "torch_cuda_allocated_mb": torch.cuda.memory_allocated(self.device) / 2**20,
+                "torch_cuda_reserved_mb": torch.cuda.memory_reserved(self.device) / 2**20,
+            }
+        if self.device == "mps":
+            return {"torch_mps_allocated_mb": torch.mps.current_allocated_memory() / 2**20}
+        return {}

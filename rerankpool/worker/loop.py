@@ -1,0 +1,229 @@
+"""The worker process: load a model, register with the broker, serve batches.
+
+A DEALER socket talks to the broker's backend ROUTER. Heartbeats run both ways;
+when the broker goes silent the worker reconnects with exponential backoff and
+registers again (Paranoid Pirate). On SIGTERM it stops taking batches, finishes
+those it holds, says goodbye and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket as pysocket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from rerankpool import protocol as P
+from rerankpool.worker.engines import EngineConfig, load_engine
+from rerankpool.worker.pipeline import Pipeline
+from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
+
+logger = logging.getLogger(__name__)
+
+# Pad lengths to a multiple that the runtime likes: tensor cores on CUDA, fewer compiled
+# graphs on MLX. On CPU exact lengths cost least.
+PAD_MULTIPLE = {"cuda": 16, "mlx": 16, "mps": 16}
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    connect: str = "tcp://127.0.0.1:5556"
+    model: str = "ms-marco-MiniLM-L-12-v2"
+    engine: str = "torch"
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_length: int = 512
+    capacity: int = 2  # batches in flight: >= 2 so the next batch is tokenized while one runs
+    threads: int | None = None
+    compile: bool = False
+    warmup: bool = True
+    heartbeat_interval_s: float = 1.0
+    liveness: int = 3
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 8.0
+    chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
+    name: str = field(default="worker")
+
+    def policy(self) -> ChunkPolicy:
+        if self.chunk_policy is not None:
+            return self.chunk_policy
+        kind = "mlx" if self.engine == "mlx" else self.device.split(":")[0]
+        return ChunkPolicy(pad_multiple=PAD_MULTIPLE.get(kind, 1))
+
+
+class WorkerRefused(RuntimeError):
+    """The broker will not take this worker (for instance, a different model)."""
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, ctx: zmq.Context | None = None) -> None:
+        from rerankpool.models import resolve_model
+
+        if config.capacity < 2:
+            raise ValueError("capacity must be >= 2 so tokenizing overlaps inference")
+        self.config = config
+        self.ctx = ctx or zmq.Context.instance()
+        self.model = resolve_model(config.model)
+        engine_config = EngineConfig(
+            model_path=self.model.path,
+            engine=config.engine,
+            device=config.device,
+            dtype=config.dtype,
+            max_length=config.max_length,
+            threads=config.threads,
+            compile=config.compile,
+            onnx_path=self.model.onnx_path,
+        )
+        self.engine = load_engine(engine_config)
+        self.tokenizer = PairTokenizer(self.model.path / "tokenizer.json", config.max_length)
+        if config.warmup:
+            self._warmup()
+        self._stop = threading.Event()
+        self._dealer: zmq.Socket | None = None
+
+    def _warmup(self) -> None:
+        start = time.perf_counter()
+        multiple = self.config.policy().pad_multiple
+        lengths = sorted({max(multiple, (n // multiple) * multiple) for n in (32, 64, 128, 256)})
+        self.engine.warmup([(8, n) for n in lengths if n <= self.config.max_length])
+        logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
+
+    def info(self) -> P.WorkerInfo:
+        return P.WorkerInfo(
+            model=self.model.name,
+            label=self.model.label,
+            engine=self.engine.name,
+            device=self.engine.device,
+            dtype=self.engine.dtype,
+            capacity=self.config.capacity,
+            pid=os.getpid(),
+            host=pysocket.gethostname(),
+            max_length=self.config.max_length,
+        )
+
+    def request_stop(self) -> None:
+        """Finish the batches held, say goodbye, exit (safe from a signal handler)."""
+        self._stop.set()
+
+    def _connect(self) -> zmq.Socket:
+        dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self.config.connect)
+        dealer.send_multipart(P.pack({"op": P.W_READY, "info": self.info().__dict__}))
+        return dealer
+
+    def run(self) -> None:
+        endpoint = f"inproc://rerankpool-results-{id(self)}"
+        results = self.ctx.socket(zmq.PULL)
+        results.bind(endpoint)
+        pipeline = Pipeline(self.ctx, endpoint, self.tokenizer, self.engine, self.config.policy())
+        pipeline.start()
+        dealer = self._connect()
+        interval = self.config.heartbeat_interval_s
+        backoff = self.config.reconnect_initial_s
+        broker_expires = time.monotonic() + interval * self.config.liveness
+        next_heartbeat = time.monotonic() + interval
+        draining = False
+        parent = os.getppid()
+        logger.info("worker %d connected to %s", os.getpid(), self.config.connect)
+        try:
+            while True:
+                if os.getppid() != parent and not self._stop.is_set():
+                    logger.warning("parent process is gone; finishing up")
+                    self._stop.set()
+                if self._stop.is_set() and not draining:
+                    draining = True
+                    dealer.send_multipart(P.pack({"op": P.W_DRAINING}))
+                if draining and pipeline.pending == 0:
+                    dealer.send_multipart(P.pack({"op": P.W_BYE}))
+                    logger.info("worker %d finished its batches; goodbye", os.getpid())
+                    return
+                poller = zmq.Poller()
+                poller.register(dealer, zmq.POLLIN)
+                poller.register(results, zmq.POLLIN)
+                timeout_ms = max(0, int(1000 * (min(next_heartbeat, broker_expires) - time.monotonic())))
+                events = dict(poller.poll(min(timeout_ms, 250)))
+                now = time.monotonic()
+                if results in events:
+                    while True:
+                        try:
+                            frames = results.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        if frames[0] == b"fatal":
+                            raise RuntimeError("a worker stage crashed:\n" + frames[1].decode())
+                        pipeline.pending -= 1
+                        dealer.send_multipart(frames)
+                if dealer in events:
+                    while True:
+                        try:
+                            frames = dealer.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        broker_expires = now + interval * self.config.liveness
+                        backoff = self.config.reconnect_initial_s
+                        self._on_broker(frames, dealer, pipeline)
+                if now >= next_heartbeat:
+                    dealer.send_multipart(P.pack({"op": P.W_HEARTBEAT}))
+                    next_heartbeat = now + interval
+                if now >= broker_expires:
+                    logger.warning("broker silent for %.1f s; reconnecting in %.2f s", interval * self.config.liveness,
+                                   backoff)
+                    dealer.close(0)
+                    if self._stop.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, self.config.reconnect_max_s)
+                    dealer = self._connect()
+                    broker_expires = time.monotonic() + interval * self.config.liveness
+        finally:
+            dealer.close(0)
+            pipeline.stop()
+            results.close(0)
+
+    def _on_broker(self, frames: list[bytes], dealer: zmq.Socket, pipeline: Pipeline) -> None:
+        try:
+            header = P.unpack(frames)
+        except P.ProtocolError as exc:
+            logger.warning("dropped a malformed message from the broker: %s", exc.message)
+            return
+        op = header.get("op")
+        if op == P.B_BATCH:
+            pipeline.submit(P.decode_batch(header))
+        elif op == P.B_DISCONNECT:
+            logger.info("broker asked this worker to register again")
+            dealer.send_multipart(P.pack({"op": P.W_READY, "info": self.info().__dict__}))
+        elif op == P.B_REFUSED:
+            raise WorkerRefused(f"the broker refused this worker: {header.get('reason')}")
+        elif op != P.B_HEARTBEAT:
+            logger.warning("unknown op %r from the broker", op)
+
+
+def run_worker(config: WorkerConfig) -> int:
+    """Process entry point: returns an exit status, logs the reason for any failure."""
+    from rerankpool.logs import setup_logging
+
+    setup_logging(prefix=config.name)
+    try:
+        worker = Worker(config)
+    except Exception as exc:
+        logger.error("could not start: %s", exc)
+        logger.debug("details", exc_info=True)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
+    try:
+        worker.run()
+    except WorkerRefused as exc:
+        logger.error("%s", exc)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_worker(WorkerConfig()))

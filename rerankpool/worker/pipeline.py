@@ -1,0 +1,128 @@
+"""The worker's two stages, tokenize and forward, on threads joined by a bounded queue.
+
+While the model runs batch k, the tokenizer thread prepares batch k+1 (both release
+the GIL in their native code). Finished batches go back to the socket thread through
+an inproc PUSH socket, so the socket loop wakes on results without polling or sleeps.
+A crash in a stage is reported to the socket thread, never swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+import zmq
+
+from rerankpool import protocol as P
+from rerankpool.worker.engines.base import EncodedBatch, Engine, run_batch
+from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class _Tokenized:
+    message: P.BatchMessage
+    encoded: EncodedBatch
+    tokenize_ms: float
+
+
+class Pipeline:
+    """Runs batches through tokenizer and engine; results arrive on the inproc ``endpoint``.
+
+    Each result is a ready-to-send list of frames (a ``result`` or ``failed`` message).
+    A fatal stage error arrives as a single frame ``b"fatal"`` plus the traceback.
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        tokenizer: PairTokenizer,
+        engine: Engine,
+        policy: ChunkPolicy,
+        depth: int = 1,
+    ) -> None:
+        self.endpoint = endpoint
+        self.tokenizer = tokenizer
+        self.engine = engine
+        self.policy = policy
+        self._ctx = ctx
+        self._inbox: queue.Queue = queue.Queue()
+        self._tokenized: queue.Queue = queue.Queue(maxsize=depth)
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._tokenize_loop,), name="tokenize", daemon=True),
+            threading.Thread(target=self._guard, args=(self._forward_loop,), name="forward", daemon=True),
+        ]
+        self.pending = 0  # batches submitted and not yet reported (socket thread only)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, message: P.BatchMessage) -> None:
+        self.pending += 1
+        self._inbox.put(message)
+
+    def stop(self) -> None:
+        self._inbox.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _guard(self, loop) -> None:
+        out = self._ctx.socket(zmq.PUSH)
+        out.setsockopt(zmq.LINGER, 1000)
+        out.connect(self.endpoint)
+        try:
+            loop(out)
+        except Exception:
+            logger.exception("worker stage %s crashed", threading.current_thread().name)
+            out.send_multipart([b"fatal", traceback.format_exc().encode()])
+        finally:
+            out.close()
+
+    def _tokenize_loop(self, out: zmq.Socket) -> None:
+        while True:
+            message = self._inbox.get()
+            if message is _STOP:
+                self._tokenized.put(_STOP)
+                return
+            start = time.perf_counter()
+            try:
+                encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy)
+            except Exception as exc:
+                out.send_multipart(_failed(message.id, f"tokenization failed: {exc!r}"))
+                continue
+            self._tokenized.put(_Tokenized(message, encoded, 1000.0 * (time.perf_counter() - start)))
+
+    def _forward_loop(self, out: zmq.Socket) -> None:
+        while True:
+            item = self._tokenized.get()
+            if item is _STOP:
+                return
+            start = time.perf_counter()
+            try:
+                scores = run_batch(self.engine, item.encoded)
+            except Exception as exc:
+                logger.exception("batch %d failed in the model", item.message.id)
+                out.send_multipart(_failed(item.message.id, f"{type(exc).__name__}: {exc}"))
+                continue
+            timings = P.BatchTimings(
+                size=item.encoded.size,
+                tokenize_ms=item.tokenize_ms,
+                inference_ms=1000.0 * (time.perf_counter() - start),
+                real_tokens=item.encoded.real_tokens,
+                padded_tokens=item.encoded.padded_tokens,
+                chunks=len(item.encoded.chunks),
+            )
+            out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory()))
+
+
+def _failed(batch_id: int, error: str) -> list[bytes]:
+    return P.pack({"op": P.W_FAILED, "id": batch_id, "error": error})

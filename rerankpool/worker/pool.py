@@ -1,0 +1,104 @@
+"""``rerankpool worker -n N``: start N worker processes and keep them running.
+
+A worker that crashes is restarted with backoff. A worker that cannot start at all
+(bad model, bad device: exit status 2 or 3) stops the whole pool, since restarting
+it would fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+from dataclasses import replace
+from multiprocessing.connection import wait
+
+from rerankpool.worker.loop import WorkerConfig
+
+logger = logging.getLogger(__name__)
+
+FATAL_EXIT = (2, 3)  # could not start / refused by the broker
+
+
+def _child(config: WorkerConfig) -> None:
+    """Child entry point: size thread pools before any runtime is imported, then serve."""
+    if config.threads:
+        os.environ.setdefault("RAYON_NUM_THREADS", str(config.threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
+    from rerankpool.worker.loop import run_worker
+
+    raise SystemExit(run_worker(config))
+
+
+def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None) -> list[WorkerConfig]:
+    """N configs from one: names worker-0..N-1, devices assigned round robin."""
+    configs = []
+    for i in range(n):
+        device = devices[i % len(devices)] if devices else base.device
+        configs.append(replace(base, device=device, name=f"worker-{i}"))
+    return configs
+
+
+class WorkerPool:
+    def __init__(self, configs: list[WorkerConfig], restart_backoff_max_s: float = 30.0) -> None:
+        self.configs = configs
+        self.restart_backoff_max_s = restart_backoff_max_s
+        self._mp = mp.get_context("spawn")
+        self._procs: list[mp.process.BaseProcess | None] = [None] * len(configs)
+        self._stopping = threading.Event()
+        self.failure: str | None = None
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: p.pid for c, p in zip(self.configs, self._procs) if p is not None and p.pid}
+
+    def _spawn(self, i: int) -> None:
+        proc = self._mp.Process(target=_child, args=(self.configs[i],), name=self.configs[i].name, daemon=False)
+        proc.start()
+        self._procs[i] = proc
+
+    def start(self) -> None:
+        for i in range(len(self.configs)):
+            self._spawn(i)
+        logger.info("started %d worker process(es)", len(self.configs))
+
+    def supervise(self) -> None:
+        """Block, restarting crashed workers, until ``stop()`` or a fatal start failure."""
+        backoff = [1.0] * len(self.configs)
+        while not self._stopping.is_set():
+            sentinels = {p.sentinel: i for i, p in enumerate(self._procs) if p is not None}
+            ready = wait(list(sentinels), timeout=0.5)
+            for sentinel in ready:
+                i = sentinels[sentinel]
+                proc = self._procs[i]
+                assert proc is not None
+                proc.join()
+                if self._stopping.is_set():
+                    return
+                if proc.exitcode in FATAL_EXIT:
+                    self.failure = f"{self.configs[i].name} could not start (exit {proc.exitcode}); see its log above"
+                    logger.error("%s: stopping the pool", self.failure)
+                    self.stop()
+                    return
+                logger.warning("%s exited with %s; restarting in %.0f s", proc.name, proc.exitcode, backoff[i])
+                if self._stopping.wait(backoff[i]):
+                    return
+                backoff[i] = min(backoff[i] * 2, self.restart_backoff_max_s)
+                self._spawn(i)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM every worker (they finish their batches and say goodbye), then SIGKILL stragglers."""
+        self._stopping.set()
+        procs = [p for p in self._procs if p is not None]
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                logger.warning("%s did not stop in %.0f s; killing it", proc.name, timeout_s)
+                proc.kill()
+                proc.join()

@@ -1,0 +1,104 @@
+"""Tokenize (query, doc) pairs and plan padded chunks of similar length.
+
+Shared by all engines. The fast ``tokenizers`` library does the work (truncation
+``longest_first`` like transformers' ``tokenizer(q, d, truncation=True)``), and the
+batch is sorted by real token length and cut into chunks so that padding stays small:
+a batch that mixes short and long pairs runs as a few forward passes instead of one
+padded to the longest pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rerankpool.worker.engines.base import Chunk, EncodedBatch
+
+
+@dataclass(frozen=True)
+class ChunkPolicy:
+    """How a sorted batch is cut into forward passes.
+
+    A chunk is closed before a pair whose length would make the chunk's padding waste
+    exceed ``max_waste`` (once it holds ``min_rows`` rows), or its padded tokens exceed
+    ``max_tokens``. ``pad_multiple`` rounds padded lengths up, so compiled runtimes see
+    few distinct shapes.
+    """
+
+    max_waste: float = 0.10
+    min_rows: int = 4
+    max_tokens: int | None = None
+    pad_multiple: int = 1
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def plan_chunks(lengths: Sequence[int], policy: ChunkPolicy = ChunkPolicy()) -> list[np.ndarray]:
+    """Split rows into chunks of similar length; returns row indices, sorted by length."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lens, kind="stable")
+    chunks: list[np.ndarray] = []
+    start = 0
+    real = 0
+    for pos, row in enumerate(order):
+        length = int(lens[row])
+        rows = pos - start
+        if rows:
+            padded = (rows + 1) * round_up(length, policy.pad_multiple)
+            waste = 1.0 - (real + length) / padded
+            too_wasteful = rows >= policy.min_rows and waste > policy.max_waste
+            too_big = policy.max_tokens is not None and padded > policy.max_tokens
+            if too_wasteful or too_big:
+                chunks.append(order[start:pos])
+                start, real = pos, 0
+        real += length
+    if len(order) > start:
+        chunks.append(order[start:])
+    return chunks
+
+
+class PairTokenizer:
+    """Wraps a ``tokenizer.json`` for cross-encoder pairs: no padding, longest-first truncation."""
+
+    def __init__(self, tokenizer_json: Path, max_length: int = 512) -> None:
+        from tokenizers import Tokenizer
+
+        self.max_length = max_length
+        self._tok = Tokenizer.from_file(str(tokenizer_json))
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length, strategy="longest_first")
+        self.pad_id = self._pad_id()
+
+    def _pad_id(self) -> int:
+        pad = self._tok.token_to_id("[PAD]")
+        return 0 if pad is None else int(pad)
+
+    def encode(
+        self,
+        queries: Sequence[str],
+        query_index: Sequence[int],
+        docs: Sequence[str],
+        policy: ChunkPolicy = ChunkPolicy(),
+    ) -> EncodedBatch:
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted padded chunks."""
+        encodings = self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)])
+        lengths = [len(e.ids) for e in encodings]
+        batch = EncodedBatch(size=len(encodings))
+        for rows in plan_chunks(lengths, policy):
+            width = round_up(max(lengths[r] for r in rows), policy.pad_multiple)
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                enc = encodings[r]
+                n = lengths[r]
+                ids[i, :n] = enc.ids
+                types[i, :n] = enc.type_ids
+                mask[i, :n] = 1
+            batch.chunks.append(Chunk(rows=rows, input_ids=ids, attention_mask=mask, token_type_ids=types))
+        return batch

@@ -1,0 +1,208 @@
+"""Property tests of the whole broker logic (PoolCore) under any order of events.
+
+Hypothesis draws batching limits, requests, worker joins, deaths and result
+orders. Whatever it draws, every request is answered exactly once, every pair's
+score is taken exactly once, and each score is the one computed for that pair.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rerankpool.broker.batching import BatchingConfig
+from rerankpool.broker.core import CoreConfig, PoolCore
+from rerankpool.broker.registry import LivenessConfig
+from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request, WorkerInfo
+
+
+def pair_score(query: str, doc: str) -> float:
+    return zlib.crc32(f"{query}|{doc}".encode()) / 2**32
+
+
+def info(capacity: int) -> WorkerInfo:
+    return WorkerInfo("m", "m", "null", "cpu", "float32", capacity, 0, "sim", 512)
+
+
+configs = st.builds(
+    BatchingConfig,
+    max_batch=st.integers(1, 12),
+    max_batch_tokens=st.integers(16, 2048),
+    timeout_ms=st.floats(0, 20),
+    bucket_edges=st.sampled_from([(512,), (32, 64, 128, 512), (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)]),
+)
+docs = st.lists(st.text(alphabet="abc ", min_size=0, max_size=300), min_size=1, max_size=15)
+requests = st.lists(st.tuples(st.sampled_from([OP_RERANK, OP_SCORE]), docs, st.integers(1, 3)), min_size=1, max_size=8)
+actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit")),
+        st.tuples(st.just("advance"), st.floats(0, 0.05)),
+        st.tuples(st.just("complete"), st.integers(0, 50), st.integers(0, 50)),
+        st.tuples(st.just("kill"), st.integers(0, 50)),
+        st.tuples(st.just("join"), st.integers(2, 4)),
+    ),
+    max_size=80,
+)
+
+
+class Simulation:
+    def __init__(self, batching: BatchingConfig, timeout_ms: int | None) -> None:
+        self.core = PoolCore(CoreConfig(batching=batching, liveness=LivenessConfig(1.0, 3), request_timeout_ms=timeout_ms))
+        self.now = 0.0
+        self.live: list[bytes] = []
+        self.dead: list[bytes] = []
+        self.held: dict[bytes, list] = {}  # batches a worker holds, dead ones included (late replies)
+        self.answers: dict[tuple, list] = {}
+        self.expected: dict[tuple, np.ndarray] = {}
+        self._ids = 0
+
+    def join(self, capacity: int) -> None:
+        ident = f"w{len(self.live) + len(self.dead)}".encode()
+        assert self.core.register(ident, info(capacity), self.now) is None
+        self.live.append(ident)
+        self.held[ident] = []
+
+    def submit(self, op: str, texts: list[str], n_queries: int) -> None:
+        self._ids += 1
+        queries = [f"query {i}" for i in range(n_queries if op == OP_SCORE else 1)]
+        index = [i % len(queries) for i in range(len(texts))] if len(queries) > 1 else None
+        req = Request(self._ids, op, queries, index, texts)
+        key = (b"client", self._ids)
+        self.expected[key] = np.array(
+            [pair_score(queries[req.query_of(i)], d) for i, d in enumerate(texts)], np.float32
+        )
+        self.answers[key] = []
+        assert self.core.admit(key, req, self.now) is None
+
+    def step(self) -> None:
+        for ident in self.live:
+            self.core.workers.touch(ident, self.now)
+        for outcome in self.core.expire(self.now):
+            self.answers[outcome.key].append(outcome)
+        self.core.purge(self.now)
+        for worker, batch in self.core.dispatch(self.now):
+            assert worker.identity in self.live
+            assert len(worker.in_flight) <= worker.info.capacity
+            self.held[worker.identity].append(batch)
+
+    def complete(self, w: int, b: int) -> None:
+        holders = [i for i in self.held if self.held[i]]
+        if not holders:
+            return
+        ident = holders[w % len(holders)]
+        batch = self.held[ident].pop(b % len(self.held[ident]))
+        scores = np.array([pair_score(p.query, p.doc) for p in batch.pairs], np.float32)
+        _, outcomes = self.core.on_result(ident, batch.id, scores, self.now)
+        for outcome in outcomes:
+            self.answers[outcome.key].append(outcome)
+
+    def kill(self, w: int) -> None:
+        if self.live:
+            self.dead.append(self.live.pop(w % len(self.live)))
+            self.now += 3.5  # past the liveness window: the next step purges it
+
+    def finish(self) -> None:
+        if not self.live:
+            self.join(2)
+        for _ in range(10_000):
+            self.step()
+            if not len(self.core.requests):
+                return
+            if any(self.held[i] for i in self.live):
+                self.complete(0, 0) if self.held[self.live[0]] else self.complete(1, 0)
+            else:
+                self.now += 0.01
+        raise AssertionError("simulation did not finish")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batching=configs, reqs=requests, events=actions, n_workers=st.integers(0, 3))
+def test_every_request_answered_once_with_its_own_scores(batching, reqs, events, n_workers):
+    sim = Simulation(batching, timeout_ms=None)
+    for _ in range(n_workers):
+        sim.join(2)
+    pending = list(reqs)
+    for action in events:
+        if action[0] == "submit" and pending:
+            sim.submit(*pending.pop())
+        elif action[0] == "advance":
+            sim.now += action[1]
+        elif action[0] == "complete":
+            sim.complete(action[1], action[2])
+        elif action[0] == "kill":
+            sim.kill(action[1])
+        elif action[0] == "join":
+            sim.join(action[1])
+        sim.step()
+    for req in pending:
+        sim.submit(*req)
+    sim.finish()
+
+    assert sim.core.requests.duplicates == 0
+    assert len(sim.answers) == len(reqs)
+    for key, answers in sim.answers.items():
+        assert len(answers) == 1, f"request {key} answered {len(answers)} times"
+        assert answers[0].ok
+        np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+    assert len(sim.core.batcher) == 0 and sim.core.workers.in_flight_batches() == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(batching=configs, reqs=requests, timeout_ms=st.integers(1, 50), advances=st.lists(st.floats(0, 0.03), max_size=30))
+def test_with_deadlines_each_request_gets_scores_or_one_timeout(batching, reqs, timeout_ms, advances):
+    sim = Simulation(batching, timeout_ms=timeout_ms)
+    sim.join(2)
+    for req in reqs:
+        sim.submit(*req)
+    for dt in advances:
+        sim.now += dt
+        sim.step()
+        sim.complete(0, 0)
+    sim.finish()
+    for key, answers in sim.answers.items():
+        assert len(answers) == 1
+        if answers[0].ok:
+            np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+        else:
+            assert answers[0].error_code == ErrorCode.TIMEOUT
+
+
+def test_overload_is_refused_at_once_and_nothing_is_queued():
+    core = PoolCore(CoreConfig(max_queued_pairs=5))
+    assert core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 4), 0.0) is None
+    code, message = core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 2), 0.0)
+    assert code == ErrorCode.OVERLOADED and "limit 5" in message
+    assert len(core.batcher) == 4 and len(core.requests) == 1
+
+
+def test_no_workers_at_deadline_says_so():
+    core = PoolCore(CoreConfig(request_timeout_ms=100))
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"]), 0.0)
+    [outcome] = core.expire(0.2)
+    assert outcome.error_code == ErrorCode.NO_WORKERS
+
+
+def test_worker_for_another_model_is_refused():
+    core = PoolCore()
+    assert core.register(b"a", info(2), 0.0) is None
+    other = WorkerInfo("other-model", "x", "torch", "cpu", "float32", 2, 1, "h", 512)
+    assert "mix scores" in core.register(b"b", other, 0.0)
+
+
+def test_idle_worker_is_served_at_once_busy_workers_wait_for_full_batches():
+    core = PoolCore(CoreConfig(batching=BatchingConfig(max_batch=4, timeout_ms=10, bucket_edges=(512,))))
+    core.register(b"a", info(3), 0.0)
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 2), 0.0)
+    [(_, first)] = core.dispatch(0.0)  # idle worker: partial batch goes now
+    assert len(first.pairs) == 2
+    core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 2), 0.001)
+    assert core.dispatch(0.001) == []  # busy: waits for a full batch or the timeout
+    core.admit((b"c", 3), Request(3, OP_SCORE, ["q"], None, ["d"] * 2), 0.002)
+    [(_, full)] = core.dispatch(0.002)
+    assert len(full.pairs) == 4
+    core.admit((b"c", 4), Request(4, OP_SCORE, ["q"], None, ["d"]), 0.003)
+    assert core.dispatch(0.012) == []  # 2 in flight of 3: partial batch waits until 0.013
+    assert len(core.dispatch(0.0131)) == 1
