@@ -1,0 +1,76 @@
+"""The sweep's raw-data dataclasses: derived properties and the JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rerankpool.bench.results import (
+    BaselineResult,
+    BatchEvent,
+    ConfigResult,
+    RequestSample,
+    SweepResult,
+)
+
+
+def _sweep() -> SweepResult:
+    config = ConfigResult(
+        batch=32, concurrency=4, engine="onnx", workers=2, pairs=64, wall_s=0.5,
+        requests=[RequestSample(1.0, 1.25, 32, True), RequestSample(1.0, 1.5, 32, False, "timeout")],
+        batch_events=[BatchEvent(1.1, "worker-0", 32, 2.0, 10.0, 0.5, 750, 1000)],
+        samples=[{"t": 1.0, "elapsed_s": 0.0, "system.cpu_pct": 12.5, "gpu.0.util_pct": 80.0}],
+    )
+    return SweepResult(
+        name="01_test", title="T", description="D", timestamp="2025-01-01 00:00:00",
+        model="m", model_label="stand-in for x", real_scores=False, engine="onnx", device="cpu",
+        dtype="int8", batching={"max_batch": 256, "timeout_ms": 5.0, "bucket_edges": [64, 128]},
+        hardware={"cpu": "2 cores"}, software={"python": "3.11"}, data="synthetic",
+        configs=[config], baselines=[BaselineResult("st", 100, 2.0, 32, "in-process")],
+    )
+
+
+def test_request_sample_latency_and_per_request_throughput() -> None:
+    r = RequestSample(start_s=10.0, end_s=10.25, pairs=50, ok=True)
+    assert r.latency_ms == pytest.approx(250.0)
+    assert r.throughput_pairs_per_s == pytest.approx(200.0)
+    assert RequestSample(1.0, 1.0, 5, True).throughput_pairs_per_s == 0.0
+
+
+def test_padding_waste_is_share_of_padded_tokens() -> None:
+    e = BatchEvent(0.0, "w", 8, 1.0, 2.0, 0.1, real_tokens=600, padded_tokens=1000)
+    assert e.padding_waste_pct == pytest.approx(40.0)
+    assert BatchEvent(0.0, "w", 0, 0, 0, 0, 0, 0).padding_waste_pct is None
+
+
+def test_batch_event_from_a_worker_event_row() -> None:
+    from rerankpool.stats.events import BatchEvent as WorkerEvent
+
+    row = WorkerEvent("worker-1", 16, 1.5, 7.0, 0.25, 900, 1200).to_row(t=1234.5)
+    assert BatchEvent.from_row(row) == BatchEvent(1234.5, "worker-1", 16, 1.5, 7.0, 0.25, 900, 1200)
+
+
+def test_aggregate_throughput_is_pairs_over_wall_time() -> None:
+    c = _sweep().configs[0]
+    assert c.aggregate_pairs_per_s == pytest.approx(128.0)
+    assert [r.ok for r in c.ok_requests] == [True]
+    assert c.failed_requests == 1
+    assert _sweep().baselines[0].pairs_per_s == pytest.approx(50.0)
+
+
+def test_json_round_trip(tmp_path) -> None:
+    sweep = _sweep()
+    path = sweep.to_json(tmp_path / "sub" / "01_test.json")
+    assert json.loads(path.read_text())["format"] == "rerankpool-sweep/1"
+    assert SweepResult.from_json(path) == sweep
+
+
+def test_json_ignores_unknown_keys_and_refuses_other_formats(tmp_path) -> None:
+    raw = _sweep().to_dict()
+    raw["future_field"] = 1
+    raw["configs"][0]["requests"][0]["retries"] = 2
+    assert SweepResult.from_dict(raw) == _sweep()
+    raw["format"] = "something-else/9"
+    with pytest.raises(ValueError, match="unsupported sweep format"):
+        SweepResult.from_dict(raw)
