@@ -1,0 +1,48 @@
+"""The side-by-side baseline: sentence-transformers ``CrossEncoder.predict`` in-process, same pairs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rerankpool.bench.results import BaselineResult
+
+logger = logging.getLogger(__name__)
+
+
+def load_cross_encoder(model_path: Path, device: str = "cpu", max_length: int = 512):
+    """A CrossEncoder that returns raw logits (Identity activation), like the ms-marco hub configs."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    try:
+        return CrossEncoder(str(model_path), device=device, max_length=max_length, activation_fn=torch.nn.Identity())
+    except TypeError:  # sentence-transformers < 4 names it differently
+        return CrossEncoder(
+            str(model_path), device=device, max_length=max_length, default_activation_function=torch.nn.Identity()
+        )
+
+
+def run_cross_encoder(
+    model, pairs: Sequence[tuple[str, str]], batch_size: int = 32, sort_by_length: bool = False, repeats: int = 1
+) -> tuple[BaselineResult, np.ndarray]:
+    """Time ``model.predict`` over the pairs (median of ``repeats`` runs); returns the result and scores."""
+    order = np.arange(len(pairs))
+    if sort_by_length:
+        order = np.argsort([len(q) + len(d) for q, d in pairs], kind="stable")
+    ordered = [pairs[i] for i in order]
+    model.predict(ordered[:batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
+    times = []
+    scores = np.empty(len(pairs), np.float32)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = model.predict(ordered, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+        times.append(time.perf_counter() - start)
+        scores[order] = np.asarray(out, dtype=np.float32).reshape(len(pairs), -1)[:, 0]
+    name = f"CrossEncoder.predict(batch_size={batch_size}{', sorted by length' if sort_by_length else ''})"
+    note = f"in-process sentence-transformers, median of {repeats} run(s)"
+    return BaselineResult(name, len(pairs), float(np.median(times)), batch_size, note), scores

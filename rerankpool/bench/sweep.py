@@ -1,0 +1,253 @@
+"""``rerankpool bench``: sweep batch size x concurrency x engine x workers against a real pool.
+
+For each engine and worker count it starts a pool (or uses ``--connect``), and for
+each (batch, concurrency) it warms up, then drives the pool with closed-loop clients
+while a sampler records CPU, GPU and pool counters and the broker streams per-batch
+events. ``--baseline`` first times ``CrossEncoder.predict`` in-process on the same
+pairs, so every figure in the report has its side-by-side reference from the same run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from tqdm import tqdm
+
+from rerankpool.bench import environment
+from rerankpool.bench.baseline import load_cross_encoder, run_cross_encoder
+from rerankpool.bench.datasets import load_squad, pair_stream, rerank_workload, synthetic_pairs
+from rerankpool.bench.load import BenchRequest, run_load
+from rerankpool.bench.results import BaselineResult, BatchEvent, ConfigResult, SweepResult
+from rerankpool.client import Client
+from rerankpool.launch import LocalPool
+from rerankpool.models import resolve_model
+from rerankpool.stats import MetalProbe, NvmlProbe, ProcessProbe, Sampler
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("squad-dev", "squad-rerank", "synthetic")
+
+
+@dataclass
+class SweepConfig:
+    name: str
+    out_dir: Path
+    model: str = "ms-marco-MiniLM-L-12-v2"
+    engines: list[str] = field(default_factory=lambda: ["torch"])  # "engine[:dtype]", e.g. onnx:int8
+    workers: list[int] = field(default_factory=lambda: [1])
+    batches: list[int] = field(default_factory=lambda: [32])
+    concurrency: list[int] = field(default_factory=lambda: [1])
+    pairs: int = 2000
+    dataset: str = "squad-dev"
+    queries: int = 50  # squad-rerank: queries, each with `candidates` docs (gold + others)
+    candidates: int = 20
+    repeat: int = 1  # squad-rerank: times the workload is sent per config
+    synthetic_words: tuple[int, int] = (40, 200)
+    device: str = "cpu"
+    connect: str | None = None
+    baseline: bool = False
+    baseline_batch_size: int = 32
+    sample_interval_s: float = 0.25
+    warmup_requests: int = 4
+    broker_args: list[str] = field(default_factory=list)
+    worker_args: list[str] = field(default_factory=list)
+    title: str = "rerankpool throughput sweep"
+    description: str = "batch size x concurrency x engine sweep through the pool"
+
+
+def parse_engine(spec: str) -> tuple[str, str]:
+    engine, _, dtype = spec.partition(":")
+    return engine, dtype or "float32"
+
+
+# -- workloads ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _squad():
+    return load_squad()
+
+
+def build_requests(config: SweepConfig, batch: int) -> tuple[list[BenchRequest], str]:
+    """The requests of one config and a description of the data."""
+    if config.dataset == "squad-rerank":
+        data = _squad()
+        items = rerank_workload(data, config.queries, config.candidates)
+        reqs = [BenchRequest(tuple((it.query, d) for d in it.docs), rerank=True) for it in items] * config.repeat
+        return reqs, (f"{data.describe()}; {config.queries} queries x {config.candidates} candidates "
+                      f"(gold + {config.candidates - 1} from other articles), x{config.repeat}")
+    if config.dataset == "squad-dev":
+        data = _squad()
+        pairs = pair_stream(data, config.pairs)
+        desc = f"{data.describe()}; {config.pairs} (question, passage) pairs"
+    elif config.dataset == "synthetic":
+        pairs = list(synthetic_pairs(config.pairs, doc_words=config.synthetic_words))
+        desc = f"synthetic pairs, doc words uniform in {config.synthetic_words}; {config.pairs} pairs"
+    else:
+        raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}")
+    return [BenchRequest(tuple(pairs[i : i + batch])) for i in range(0, len(pairs), batch)], desc
+
+
+def all_pairs(requests: list[BenchRequest]) -> list[tuple[str, str]]:
+    return [pair for req in requests for pair in req.pairs]
+
+
+# -- pool side ----------------------------------------------------------------------------
+
+
+class PoolWatcher:
+    """The sampler's view of the pool: flat counters per tick, and the batch events it streams."""
+
+    def __init__(self, address: str) -> None:
+        self._client = Client(address, timeout=5.0, retries=0)
+        self.cursor = self._client.stats()["last_event"]
+        self.events: list[BatchEvent] = []
+        self._last: tuple[float, int] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        stats = self._client.stats(events_since=self.cursor)
+        for event in stats.pop("events", []):
+            self.cursor = max(self.cursor, event["seq"])
+            self.events.append(BatchEvent(event["t"], event["worker"], event["size"], event["tokenize_ms"],
+                                          event["inference_ms"], event["queue_wait_ms"], event["real_tokens"],
+                                          event["padded_tokens"]))
+        row: dict[str, Any] = {
+            "pool.queue_pairs": stats["queue_pairs"],
+            "pool.batches_in_flight": stats["batches_in_flight"],
+            "pool.requests_in_flight": stats["requests_in_flight"],
+            "pool.pairs_per_s": stats["pairs_per_s"],
+        }
+        for i, worker in enumerate(stats["workers"]):
+            for key, value in worker.get("memory", {}).items():
+                row[f"worker.worker-{i}.{key}"] = value
+        return row
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def process_roles(address: str, broker_pid: int | None) -> dict[str, int]:
+    roles = {"broker": broker_pid} if broker_pid else {}
+    with Client(address, timeout=5.0) as client:
+        for i, worker in enumerate(client.stats()["workers"]):
+            roles[f"worker-{i}"] = worker["pid"]
+    return roles
+
+
+def measure(
+    config: SweepConfig, address: str, broker_pid: int | None, engine: str, workers: int, batch: int, conc: int
+) -> ConfigResult:
+    requests, _ = build_requests(config, batch)
+    run_load(address, requests[: max(config.warmup_requests, conc)], conc)  # warm-up, not measured
+    label = f"{config.name}_{engine.replace(':', '-')}_w{workers}_b{batch}_c{conc}"
+    watcher = PoolWatcher(address)
+    probes = [ProcessProbe(process_roles(address, broker_pid)), NvmlProbe(), MetalProbe()]
+    sampler = Sampler(config.out_dir / f"{label}_timeseries.jsonl", config.sample_interval_s,
+                      [p for p in probes if p.available()], watcher)
+    total = sum(r.size for r in requests)
+    with tqdm(total=total, unit="pair", desc=f"{engine} w={workers} batch={batch} conc={conc}", leave=False) as bar:
+        with sampler:
+            wall_s, samples = run_load(address, requests, conc, on_done=bar.update)
+    watcher()  # the last events; only now, the sampler thread has stopped using the watcher's socket
+    watcher.close()
+    ok_pairs = sum(s.pairs for s in samples if s.ok)
+    return ConfigResult(batch, conc, engine, workers, ok_pairs, wall_s, samples, watcher.events, sampler.rows())
+
+
+def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
+    """Yield (engine spec, workers, address, broker pid) with a pool running for each."""
+    if config.connect:
+        yield config.engines[0], config.workers[0], config.connect, None
+        return
+    for spec in config.engines:
+        engine, dtype = parse_engine(spec)
+        for n in config.workers:
+            logger.info("starting a pool: %s (%s), %d worker(s), %s", engine, dtype, n, config.model)
+            with LocalPool(model=config.model, workers=n, engine=engine, device=config.device, dtype=dtype,
+                           broker_args=config.broker_args, worker_args=config.worker_args) as pool:
+                yield spec, n, pool.frontend, pool.broker_proc.pid  # type: ignore[union-attr]
+
+
+# -- the sweep ----------------------------------------------------------------------------
+
+
+def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
+    """CrossEncoder.predict on the pairs of the first batch size, before any pool competes for the cores."""
+    requests, _ = build_requests(config, config.batches[0])
+    pairs = all_pairs(requests)
+    model = load_cross_encoder(model_path, config.device)
+    results = []
+    for sort in (False, True):
+        logger.info("baseline: CrossEncoder.predict on %d pairs%s", len(pairs), " (sorted)" if sort else "")
+        result, _ = run_cross_encoder(model, pairs, config.baseline_batch_size, sort_by_length=sort)
+        results.append(result)
+    del model
+    return results
+
+
+def run_sweep(config: SweepConfig) -> SweepResult:
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    model = resolve_model(config.model)
+    _, data_desc = build_requests(config, config.batches[0])
+    baselines = run_baselines(config, model.path) if config.baseline else []
+    results: list[ConfigResult] = []
+    for spec, workers, address, broker_pid in pools(config):
+        for batch in config.batches:
+            for conc in config.concurrency:
+                results.append(measure(config, address, broker_pid, spec, workers, batch, conc))
+                r = results[-1]
+                logger.info("%s w=%d batch=%d conc=%d: %.1f pairs/s", spec, workers, batch, conc,
+                            r.aggregate_pairs_per_s)
+    batching = _batching_from_args(config.broker_args)
+    engines = sorted({parse_engine(s)[0] for s in config.engines})
+    dtypes = sorted({parse_engine(s)[1] for s in config.engines})
+    return SweepResult(
+        name=config.name, title=config.title, description=config.description,
+        timestamp=datetime.now().strftime("%Y-%m-%d %H:%M:%S"), model=model.name, model_label=model.label,
+        real_scores=model.real_scores, engine=", ".join(engines), device=config.device, dtype=", ".join(dtypes),
+        batching=batching, hardware=environment.hardware(), software=environment.software(), data=data_desc,
+        configs=results, baselines=baselines,
+    )
+
+
+def _batching_from_args(args: list[str]) -> dict[str, Any]:
+    from rerankpool.broker.batching import BatchingConfig
+
+    defaults = BatchingConfig()
+    flags = dict(zip(args[::2], args[1::2]))
+    return {
+        "enabled": True,
+        "max_batch": int(flags.get("--max-batch", defaults.max_batch)),
+        "max_batch_tokens": int(flags.get("--max-batch-tokens", defaults.max_batch_tokens)),
+        "timeout_ms": float(flags.get("--batch-timeout-ms", defaults.timeout_ms)),
+        "bucket_edges": [int(x) for x in flags["--bucket-edges"].split(",")] if "--bucket-edges" in flags
+        else list(defaults.bucket_edges),
+    }
+
+
+def write_outputs(result: SweepResult, out_dir: Path, compare_with: Path | None = None) -> list[Path]:
+    """NAME.json (raw), NAME.md, NAME_timeseries.md, plots, and an optional comparison."""
+    from rerankpool.bench.compare import parse_reference_report, render_comparison
+    from rerankpool.bench.plots import plot_throughput_latency, plot_timeseries
+    from rerankpool.bench.report import render_report, render_timeseries_report, timeseries_filename
+
+    written = [result.to_json(out_dir / f"{result.name}.json")]
+    pngs = plot_throughput_latency(result, out_dir) + plot_timeseries(result, out_dir)
+    report = out_dir / f"{result.name}.md"
+    report.write_text(render_report(result, [p.name for p in pngs]))
+    files = {f"{result.name}.json": "every request, batch event and sample of the sweep (SweepResult JSON)"}
+    for path in sorted(out_dir.glob(f"{result.name}_*_timeseries.jsonl")):
+        files[path.name] = "sampler rows of one config (JSON Lines)"
+    ts = out_dir / timeseries_filename(result)
+    ts.write_text(render_timeseries_report(result, files))
+    written += [report, ts, *pngs]
+    if compare_with is not None:
+        comparison = out_dir / f"{result.name}_vs_{compare_with.stem}.md"
+        comparison.write_text(render_comparison(result, parse_reference_report(compare_with.read_text())))
+        written.append(comparison)
+    return written
