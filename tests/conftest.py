@@ -1,0 +1,44 @@
+"""Shared fixtures: a built-in model cache shared by the whole run, and direct reference scoring."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config):
+    # One model cache for the session (and its worker subprocesses), so each
+    # built-in model is converted once per run, not once per test.
+    os.environ.setdefault("RERANKPOOL_CACHE", str(Path(config.rootpath) / ".cache" / "rerankpool"))
+
+
+class DirectScorer:
+    """The same checkpoint run in-process with transformers: fp32, CPU, one pair at a time, unpadded."""
+
+    def __init__(self, path: Path, max_length: int = 512) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+        self.max_length = max_length
+
+    def __call__(self, query: str, doc: str) -> float:
+        inputs = self.tokenizer(query, doc, truncation=True, max_length=self.max_length, return_tensors="pt")
+        with self.torch.inference_mode():
+            return float(self.model(**inputs).logits[0, 0])
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from rerankpool.models import resolve_model
+
+    return resolve_model("tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_direct(tiny_model):
+    return DirectScorer(tiny_model.path)
