@@ -40,14 +40,21 @@ def broker_flags() -> argparse.ArgumentParser:
                    help="longest a partial batch waits for more pairs while every worker is busy")
     g.add_argument("--bucket-edges", type=_ints, default=DEFAULT_BUCKET_EDGES,
                    help="upper token lengths of the length buckets, comma-separated")
-    g.add_argument("--heartbeat-interval-s", type=float, default=1.0)
-    g.add_argument("--liveness", type=int, default=3, help="missed heartbeats before a peer is declared dead")
     g.add_argument("--request-timeout-ms", type=int, default=30_000, help="deadline of requests that name none")
     g.add_argument("--max-queued-pairs", type=int, default=200_000,
                    help="queue bound; beyond it requests get an 'overloaded' error at once")
     g.add_argument("--max-docs", type=int, default=lim.max_docs, help="docs per request at most")
     g.add_argument("--max-doc-chars", type=int, default=lim.max_doc_chars)
     g.add_argument("--max-message-bytes", type=int, default=lim.max_message_bytes)
+    return p
+
+
+def liveness_flags() -> argparse.ArgumentParser:
+    """Heartbeats: broker and workers must agree on these."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("heartbeats")
+    g.add_argument("--heartbeat-interval-s", type=float, default=1.0, help="seconds between heartbeats, both ways")
+    g.add_argument("--liveness", type=int, default=3, help="missed heartbeats before a peer is declared dead")
     return p
 
 
@@ -109,8 +116,7 @@ def worker_pool(args: argparse.Namespace, connect: str):
     base = WorkerConfig(
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
-        warmup=args.warmup, heartbeat_interval_s=getattr(args, "heartbeat_interval_s", 1.0),
-        liveness=getattr(args, "liveness", 3),
+        warmup=args.warmup, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
     )
     return WorkerPool(worker_configs(base, n, devices))
 
@@ -221,16 +227,71 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _strs(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rerankpool.bench.sweep import SweepConfig, run_sweep, write_outputs
+
+    out = Path(args.out)
+    config = SweepConfig(
+        name=out.name, out_dir=out, model=args.model,
+        engines=args.engine, workers=list(args.workers), batches=list(args.batch),
+        concurrency=list(args.concurrency), pairs=args.pairs, dataset=args.dataset, queries=args.queries,
+        candidates=args.candidates, repeat=args.repeat, device=args.device, connect=args.connect,
+        baseline=args.baseline, baseline_batch_size=args.baseline_batch_size,
+        sample_interval_s=args.sample_interval_s, broker_args=args.broker_args, worker_args=args.worker_args,
+        title=args.title or out.name, description=args.description,
+    )
+    result = run_sweep(config)
+    for path in write_outputs(result, config.out_dir, Path(args.compare) if args.compare else None):
+        print(path)
+    return 0
+
+
+def bench_parser(sub) -> None:
+    from rerankpool.bench.sweep import DATASETS
+    from rerankpool.models import DEFAULT_MODEL
+
+    p = sub.add_parser("bench", help="sweep batch x concurrency x engine; write reports, time series and plots")
+    p.add_argument("--out", required=True, help="a folder, e.g. bench/results/NAME: NAME.md, time series, plots")
+    p.add_argument("--batch", type=_ints, default=(32,), help="pairs per client request, e.g. 32,48,64,96")
+    p.add_argument("--concurrency", type=_ints, default=(1,), help="concurrent clients, e.g. 1,4")
+    p.add_argument("--engine", type=_strs, default=["torch"], help="engines[:dtype], e.g. torch,onnx:int8,mlx")
+    p.add_argument("--workers", type=_ints, default=(1,), help="worker counts, e.g. 1,2")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--pairs", type=int, default=2000, help="pairs per config (squad-dev, synthetic)")
+    p.add_argument("--dataset", default="squad-dev", choices=DATASETS)
+    p.add_argument("--queries", type=int, default=50, help="squad-rerank: queries")
+    p.add_argument("--candidates", type=int, default=20, help="squad-rerank: candidates per query")
+    p.add_argument("--repeat", type=int, default=1, help="squad-rerank: rounds of the workload per config")
+    p.add_argument("--connect", default=None, help="use a running broker instead of starting a pool")
+    p.add_argument("--baseline", action="store_true", help="also time CrossEncoder.predict on the same pairs")
+    p.add_argument("--baseline-batch-size", type=int, default=32)
+    p.add_argument("--compare", default=None, help="a reference report to print deltas against")
+    p.add_argument("--sample-interval-s", type=float, default=0.25)
+    p.add_argument("--broker-args", type=lambda s: s.split(), default=[], help='extra broker flags, quoted')
+    p.add_argument("--worker-args", type=lambda s: s.split(), default=[], help='extra worker flags, quoted')
+    p.add_argument("--title", default=None)
+    p.add_argument("--description", default="batch size x concurrency x engine sweep through the pool")
+    p.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False)],
+    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags()],
                         help="run a broker and N workers in the foreground")
     up.set_defaults(func=cmd_up)
-    broker = sub.add_parser("broker", parents=[broker_flags()], help="run a broker")
+    broker = sub.add_parser("broker", parents=[broker_flags(), liveness_flags()], help="run a broker")
     broker.set_defaults(func=cmd_broker)
-    worker = sub.add_parser("worker", parents=[worker_flags(connect=True)], help="run N workers for a broker")
+    worker = sub.add_parser("worker", parents=[worker_flags(connect=True), liveness_flags()],
+                            help="run N workers for a broker")
     worker.set_defaults(func=cmd_worker)
 
     rerank = sub.add_parser("rerank", help="rerank documents (arguments, or one per line on stdin)")
@@ -250,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the offline built-in models")
     models.set_defaults(func=cmd_models)
+    bench_parser(sub)
     return parser
 
 

@@ -1,0 +1,77 @@
+"""`rerankpool up`, `rerank`, `stats` and `models` as a user runs them from the shell."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def rp(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rerankpool", *args], capture_output=True, text=True, timeout=120,
+                          **kwargs)
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 180) -> list[str]:
+    """Read the process's log lines until one contains ``marker`` (or fail with the log)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            return lines
+    proc.kill()
+    raise AssertionError(f"{marker!r} never logged:\n" + "".join(lines[-40:]))
+
+
+def test_up_serves_then_shuts_down_cleanly_on_ctrl_c(tmp_path):
+    frontend = f"ipc://{tmp_path}/fe"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rerankpool", "up", "--model", "tiny-bert", "--workers", "2",
+         "--frontend", frontend, "--backend", f"ipc://{tmp_path}/be"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        ready = read_until(proc, "rerankpool ready")
+        assert "2 worker(s) serving tiny-bert" in ready[-1]
+        out = rp("rerank", "--connect", frontend, "--top-k", "2", "river city", "a city on a river", "music", "war")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert len(lines) == 2 and all("[" in line for line in lines)
+        stats = rp("stats", "--connect", frontend, "--json")
+        assert '"pairs_scored": 3' in stats.stdout
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+        assert proc.returncode == 0, rest
+        assert "goodbye" in rest and "stopped" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_up_with_a_bad_model_exits_with_a_clear_error(tmp_path):
+    out = rp("up", "--model", str(tmp_path / "no-such-model"), "--frontend", f"ipc://{tmp_path}/fe",
+             "--backend", f"ipc://{tmp_path}/be")
+    assert out.returncode == 1
+    assert "could not start" in out.stderr
+
+
+def test_client_without_a_broker_says_what_to_do(tmp_path):
+    out = rp("rerank", "--connect", f"ipc://{tmp_path}/nobody", "--timeout", "0.3", "q", "d")
+    assert out.returncode == 1
+    assert "is `rerankpool broker`" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["models"], ["--help"], ["up", "--help"], ["worker", "--help"]])
+def test_help_and_models_list(args):
+    out = rp(*args)
+    assert out.returncode == 0, out.stderr
+    if args == ["models"]:
+        assert "ms-marco-MiniLM-L-12-v2 (default)" in out.stdout
+        assert "stand-in" in out.stdout.lower() or "standin" in out.stdout.lower()

@@ -1,0 +1,45 @@
+"""A worker killed with SIGKILL mid-load: its batches move to the others, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+
+import numpy as np
+
+from rerankpool import AsyncClient
+from rerankpool.launch import LocalPool
+
+FAST_HEARTBEATS = ["--heartbeat-interval-s", "0.2", "--liveness", "3"]
+
+
+def test_kill_9_of_a_worker_under_load_loses_nothing(tiny_direct):
+    rng = random.Random(5)
+    requests = [(f"q{i}", [f"doc {i} " + "word " * rng.randint(1, 200) for _ in range(rng.randint(1, 12))])
+                for i in range(150)]
+    with LocalPool(model="tiny-bert", workers=2, broker_args=["--max-batch", "4", *FAST_HEARTBEATS],
+                   worker_args=FAST_HEARTBEATS) as pool:
+        victim = pool.worker_pids()[0]
+
+        async def run():
+            async with AsyncClient(pool.frontend, timeout=60, retries=0) as client:
+                tasks = [asyncio.ensure_future(client.score([(q, d) for d in docs])) for q, docs in requests]
+                # Kill as soon as the victim holds work: the broker's stats say when.
+                while True:
+                    stats = await client.stats()
+                    if any(w["pid"] == victim and w["in_flight"] for w in stats["workers"]):
+                        break
+                os.kill(victim, signal.SIGKILL)
+                return await asyncio.gather(*tasks, return_exceptions=True)
+
+        results = asyncio.run(run())
+        with pool.client() as client:
+            stats = client.stats()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors[:3]
+    for (query, docs), scores in zip(requests, results):
+        np.testing.assert_allclose(scores, [tiny_direct(query, d) for d in docs], atol=1e-4)
+    assert stats["workers_lost"] >= 1
+    assert stats["replies_ok"] == len(requests)
