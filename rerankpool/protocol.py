@@ -14,6 +14,7 @@ Client -> broker (client DEALER, broker frontend ROUTER)::
     {"op": "stats", "id": int, "events_since": int|None}
     {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
         # answered once >= wait_workers workers are live, or at timeout_ms
+    {"op": "cancel", "id": int}       # drop request `id` of this client; no reply
 
 Broker -> client::
 
@@ -54,7 +55,8 @@ OP_RERANK = "rerank"
 OP_SCORE = "score"
 OP_STATS = "stats"
 OP_PING = "ping"
-CLIENT_OPS = (OP_RERANK, OP_SCORE, OP_STATS, OP_PING)
+OP_CANCEL = "cancel"
+CLIENT_OPS = (OP_RERANK, OP_SCORE, OP_STATS, OP_PING, OP_CANCEL)
 
 # Worker <-> broker operations.
 W_READY = "ready"
@@ -207,6 +209,8 @@ def decode_request(frames: Sequence[bytes], limits: Limits = Limits()) -> Reques
     if op not in CLIENT_OPS:
         raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; supported: {', '.join(CLIENT_OPS)}", rid)
     req = Request(id=rid, op=op)  # type: ignore[arg-type]
+    if op == OP_CANCEL:
+        return req
     if op == OP_STATS:
         req.events_since = _field(header, "events_since", int, rid, required=False)
         return req

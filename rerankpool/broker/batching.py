@@ -60,6 +60,7 @@ class Pair:
     doc: str
     tokens: int
     enqueued_at: float = 0.0
+    failures: int = 0  # batches holding this pair that failed or died with their worker
 
 
 @dataclass

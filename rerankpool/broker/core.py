@@ -16,7 +16,7 @@ import numpy as np
 
 from rerankpool import protocol as P
 from rerankpool.broker.assembly import Outcome, RequestKey, RequestTable
-from rerankpool.broker.batching import Batcher, BatchingConfig
+from rerankpool.broker.batching import Batcher, BatchingConfig, Pair
 from rerankpool.broker.registry import Batch, LivenessConfig, WorkerRegistry, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class CoreConfig:
     request_timeout_ms: int | None = 30_000  # used when a request names no timeout
     max_queued_pairs: int = 200_000
     max_length: int = 512
+    max_pair_failures: int = 3  # a pair that fails alone this often is poison: its request gets an error
 
 
 class Counters:
@@ -65,19 +66,24 @@ class PoolCore:
         self.batcher = Batcher(config.batching, is_live=self.requests.is_live)
         self.workers = WorkerRegistry(config.liveness)
         self.counters = Counters()
+        self.quarantine: deque[list[Pair]] = deque()  # parts of failed batches, sent on their own first
         self._next_batch_id = 1
 
     # -- requests ---------------------------------------------------------------------
+
+    @property
+    def queued_pairs(self) -> int:
+        return len(self.batcher) + sum(len(group) for group in self.quarantine)
 
     def admit(self, key: RequestKey, req: P.Request, now: float) -> tuple[str, str] | None:
         """Queue a scoring request's pairs; returns (code, message) if it is refused."""
         self.counters.requests += 1
         if key in self.requests:
             return self._refuse(P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection")
-        if len(self.batcher) + req.n_pairs > self.config.max_queued_pairs:
+        if self.queued_pairs + req.n_pairs > self.config.max_queued_pairs:
             return self._refuse(
                 P.ErrorCode.OVERLOADED,
-                f"{len(self.batcher)} pairs queued (limit {self.config.max_queued_pairs}); back off and retry",
+                f"{self.queued_pairs} pairs queued (limit {self.config.max_queued_pairs}); back off and retry",
             )
         pairs = self.requests.add(key, req, now, self.config.request_timeout_ms)
         self.counters.pairs_in += len(pairs)
@@ -121,17 +127,48 @@ class PoolCore:
     def remove_worker(self, identity: bytes) -> None:
         self._requeue(self.workers.remove(identity))
 
-    def purge(self, now: float) -> list[WorkerState]:
-        """Declare silent workers dead and requeue their batches at the front."""
-        dead = []
+    def purge(self, now: float) -> tuple[list[WorkerState], list[Outcome]]:
+        """Declare silent workers dead; their batches are retried in halves (see ``batch_failed``)."""
+        dead, outcomes = [], []
         for worker, batches in self.workers.purge(now):
             self.counters.workers_lost += 1
             logger.warning(
-                "worker %s missed its heartbeats: declared dead, %d batch(es) requeued", worker.name, len(batches)
+                "worker %s missed its heartbeats: declared dead, %d batch(es) to retry", worker.name, len(batches)
             )
-            self._requeue(batches)
+            for batch in batches:
+                outcomes += self.batch_failed(batch, f"the worker ({worker.name}) died while running it")
             dead.append(worker)
-        return dead
+        return dead, outcomes
+
+    def batch_failed(self, batch: Batch, reason: str) -> list[Outcome]:
+        """Retry a failed batch so that one bad pair cannot sink its neighbours.
+
+        The batch is split in halves, each retried on its own, until a pair that keeps
+        failing stands alone; after ``max_pair_failures`` failures that pair's request
+        gets an error naming the document, and every other pair is still scored.
+        """
+        self.counters.batches_requeued += 1
+        pairs = [p for p in batch.pairs if self.requests.is_live(p.key)]
+        for pair in pairs:
+            pair.failures += 1
+        if len(pairs) > 1:
+            half = len(pairs) // 2
+            self.quarantine.extend([pairs[:half], pairs[half:]])
+            return []
+        if not pairs:
+            return []
+        pair = pairs[0]
+        if pair.failures < self.config.max_pair_failures:
+            self.quarantine.append(pairs)
+            return []
+        logger.error("isolated a poison pair: doc %d of request %s (%s)", pair.index, pair.key, reason)
+        outcome = self.requests.fail(
+            pair.key,  # type: ignore[arg-type]
+            P.ErrorCode.WORKER_ERROR,
+            f"document {pair.index} made the model fail {pair.failures} times ({reason}); "
+            "the request was refused so the pool stays up: check or drop that document",
+        )
+        return self._counted([outcome] if outcome is not None else [])
 
     def _requeue(self, batches: list[Batch]) -> None:
         for batch in batches:
@@ -152,23 +189,29 @@ class PoolCore:
         return batch, self._counted(self.requests.fill(batch.pairs, scores))
 
     def on_failed(self, identity: bytes, batch_id: int, message: str) -> list[Outcome]:
-        """A batch the model could not run: its requests get a worker_error."""
+        """A batch the model raised on: retried in halves to isolate the pair that does it."""
         batch = self.workers.complete(identity, batch_id)
         if batch is None:
             return []
-        logger.error("batch %d (%d pairs) failed: %s", batch.id, len(batch.pairs), message)
-        outcomes = []
-        for key in dict.fromkeys(p.key for p in batch.pairs):
-            outcome = self.requests.fail(key, P.ErrorCode.WORKER_ERROR, f"the model failed on this request: {message}")  # type: ignore[arg-type]
-            if outcome is not None:
-                outcomes.append(outcome)
-        return self._counted(outcomes)
+        logger.warning("batch %d (%d pairs) failed: %s", batch.id, len(batch.pairs), message)
+        return self.batch_failed(batch, message)
+
+    def cancel(self, key: RequestKey) -> bool:
+        """The client gave up: drop the request; its queued pairs are skipped before batching."""
+        return self.requests.fail(key, P.ErrorCode.TIMEOUT, "cancelled by the client") is not None
 
     # -- dispatch ---------------------------------------------------------------------
 
     def dispatch(self, now: float) -> list[tuple[WorkerState, Batch]]:
         """Batches to send now, each assigned to a worker (rule in ``batching``'s docstring)."""
         sends = []
+        while self.quarantine:
+            worker = self.workers.pick()
+            if worker is None:
+                return sends
+            pairs = [p for p in self.quarantine.popleft() if self.requests.is_live(p.key)]
+            if pairs:
+                sends.append((worker, self._assign(worker, pairs, now)))
         while len(self.batcher):
             worker = self.workers.pick()
             if worker is None:
@@ -179,12 +222,15 @@ class PoolCore:
                 pairs = self.batcher.pop_any(now) if worker is not None else None
                 if pairs is None:
                     break
-            batch = Batch(self._next_batch_id, pairs)
-            self._next_batch_id += 1
-            self.workers.assign(worker, batch, now)  # type: ignore[arg-type]
-            self.counters.batches_sent += 1
-            sends.append((worker, batch))
+            sends.append((worker, self._assign(worker, pairs, now)))  # type: ignore[arg-type]
         return sends
+
+    def _assign(self, worker: WorkerState, pairs: list[Pair], now: float) -> Batch:
+        batch = Batch(self._next_batch_id, pairs)
+        self._next_batch_id += 1
+        self.workers.assign(worker, batch, now)
+        self.counters.batches_sent += 1
+        return batch
 
     def undeliverable(self, worker: WorkerState) -> None:
         """A worker could not be reached: drop it and requeue everything it held."""

@@ -99,9 +99,9 @@ class Broker:
         if self.backend in events:
             self._drain_socket(self.backend, self._on_worker)
         now = time.monotonic()
-        for outcome in self.core.expire(now):
+        _, lost = self.core.purge(now)
+        for outcome in self.core.expire(now) + lost:
             self._reply(outcome)
-        self.core.purge(now)
         self._answer_pings(now)
         for worker, batch in self.core.dispatch(now):
             self._send_batch(worker, batch)
@@ -155,6 +155,8 @@ class Broker:
                 self._parked_pings.append((identity, req.id, req.wait_workers, deadline))
             else:
                 self._send_client(identity, P.encode_value_reply(req.id, "pong", self._pong()))
+        elif req.op == P.OP_CANCEL:
+            self.core.cancel((identity, req.id))
         elif req.op == P.OP_STATS:
             self._send_client(identity, P.encode_value_reply(req.id, "stats", self.stats(req.events_since)))
         else:
@@ -311,7 +313,7 @@ class Broker:
             "pairs_in": c.pairs_in,
             "pairs_scored": c.pairs_scored,
             "pairs_per_s": c.pairs_per_s(now),
-            "queue_pairs": len(core.batcher),
+            "queue_pairs": core.queued_pairs,
             "queue_buckets": {str(k): v for k, v in core.batcher.depths().items()},
             "batches_sent": c.batches_sent,
             "batches_in_flight": core.workers.in_flight_batches(),

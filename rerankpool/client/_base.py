@@ -64,6 +64,10 @@ class BaseClient:
             raise BadRequest(P.ErrorCode.BAD_REQUEST, f"request cannot be encoded: {exc}") from exc
 
     @staticmethod
+    def _cancel_frames(request_id: int) -> list[bytes]:
+        return P.encode_request(P.Request(id=request_id, op=P.OP_CANCEL))
+
+    @staticmethod
     def _decode(frames: Sequence[bytes]) -> dict[str, Any]:
         try:
             return P.unpack(frames)

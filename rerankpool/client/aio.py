@@ -94,7 +94,11 @@ class AsyncClient(BaseClient):
             await self._socket.send_multipart(frames)
             try:
                 header = await asyncio.wait_for(future, timeout + GRACE_S)
-            except asyncio.TimeoutError:
+            except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+                # Tell the broker to drop it (best effort), so its pairs cost no compute.
+                self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 continue  # resend under a new id; a late reply to this one is dropped
             finally:
                 self._waiting.pop(req.id, None)

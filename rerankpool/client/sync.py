@@ -92,6 +92,7 @@ class Client(BaseClient):
                 if rid == req.id or (rid is None and not header.get("ok")):
                     return self._check(header)
                 # else: a late reply to an earlier attempt; ignore it
+            self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)  # best effort
             self._socket.close(0)  # Lazy Pirate: a fresh socket drops whatever was queued
             self._socket = self._open()
         raise NoReply(

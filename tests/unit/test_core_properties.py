@@ -80,9 +80,9 @@ class Simulation:
     def step(self) -> None:
         for ident in self.live:
             self.core.workers.touch(ident, self.now)
-        for outcome in self.core.expire(self.now):
+        _, lost = self.core.purge(self.now)
+        for outcome in self.core.expire(self.now) + lost:
             self.answers[outcome.key].append(outcome)
-        self.core.purge(self.now)
         for worker, batch in self.core.dispatch(self.now):
             assert worker.identity in self.live
             assert len(worker.in_flight) <= worker.info.capacity
@@ -145,9 +145,13 @@ def test_every_request_answered_once_with_its_own_scores(batching, reqs, events,
     assert len(sim.answers) == len(reqs)
     for key, answers in sim.answers.items():
         assert len(answers) == 1, f"request {key} answered {len(answers)} times"
-        assert answers[0].ok
-        np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
-    assert len(sim.core.batcher) == 0 and sim.core.workers.in_flight_batches() == 0
+        if answers[0].ok:
+            np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+        else:  # only a pair that was alone in batches that died max_pair_failures times
+            assert answers[0].error_code == ErrorCode.WORKER_ERROR and "made the model fail" in answers[0].error_message
+    if not sim.dead:
+        assert all(a[0].ok for a in sim.answers.values())
+    assert sim.core.queued_pairs == 0 and sim.core.workers.in_flight_batches() == 0
 
 
 @settings(max_examples=60, deadline=None)
@@ -206,3 +210,38 @@ def test_idle_worker_is_served_at_once_busy_workers_wait_for_full_batches():
     core.admit((b"c", 4), Request(4, OP_SCORE, ["q"], None, ["d"]), 0.003)
     assert core.dispatch(0.012) == []  # 2 in flight of 3: partial batch waits until 0.013
     assert len(core.dispatch(0.0131)) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(batching=configs, reqs=requests, poison_at=st.integers(0, 1000))
+def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching, reqs, poison_at):
+    sim = Simulation(batching, timeout_ms=None)
+    sim.join(2)
+    for req in reqs:
+        sim.submit(*req)
+    all_pairs = [(key, i) for key, scores in sim.expected.items() for i in range(len(scores))]
+    poison_key, poison_index = all_pairs[poison_at % len(all_pairs)]
+    for _ in range(10_000):
+        sim.step()
+        if not len(sim.core.requests):
+            break
+        holder = next((i for i in sim.live if sim.held[i]), None)
+        if holder is None:
+            sim.now += 0.01
+            continue
+        batch = sim.held[holder].pop(0)
+        if any(p.key == poison_key and p.index == poison_index for p in batch.pairs):
+            outcomes = sim.core.on_failed(holder, batch.id, "ValueError: bad doc")
+        else:
+            scores = np.array([pair_score(p.query, p.doc) for p in batch.pairs], np.float32)
+            outcomes = sim.core.on_result(holder, batch.id, scores, sim.now)[1]
+        for outcome in outcomes:
+            sim.answers[outcome.key].append(outcome)
+    for key, answers in sim.answers.items():
+        assert len(answers) == 1
+        if key == poison_key:
+            assert answers[0].error_code == ErrorCode.WORKER_ERROR
+            assert f"document {poison_index} made the model fail" in answers[0].error_message
+        else:
+            assert answers[0].ok
+            np.testing.assert_array_equal(answers[0].scores, sim.expected[key])

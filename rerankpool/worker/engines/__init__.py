@@ -17,12 +17,16 @@ ENGINES: dict[str, tuple[str, str]] = {
 
 
 def load_engine(config: EngineConfig) -> Engine:
-    try:
+    """Load a built-in engine by name, or your own as ``--engine package.module:ClassName``."""
+    if config.engine in ENGINES:
         module_name, class_name = ENGINES[config.engine]
-    except KeyError:
+    elif ":" in config.engine:
+        module_name, class_name = config.engine.split(":", 1)
+    else:
         raise EngineLoadError(
-            f"unknown --engine {config.engine!r}; choose one of: {', '.join(sorted(ENGINES))}"
-        ) from None
+            f"unknown --engine {config.engine!r}; choose one of: {', '.join(sorted(ENGINES))}, "
+            "or name your own class as package.module:ClassName"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
