@@ -83,6 +83,8 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
 
 
 def broker_config(args: argparse.Namespace, expect_workers: int = 0):
+    from rerankpool.security import server_security_from_args
+
     from rerankpool.broker.batching import BatchingConfig
     from rerankpool.broker.core import CoreConfig
     from rerankpool.broker.registry import LivenessConfig
@@ -100,10 +102,11 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
         ),
         limits=Limits(args.max_docs, args.max_doc_chars, Limits().max_query_chars, args.max_message_bytes),
         expect_workers=expect_workers,
+        security=server_security_from_args(args),
     )
 
 
-def worker_pool(args: argparse.Namespace, connect: str):
+def worker_pool(args: argparse.Namespace, connect: str, security=None):
     from rerankpool.worker.loop import WorkerConfig
     from rerankpool.worker.pool import WorkerPool, worker_configs
 
@@ -117,6 +120,7 @@ def worker_pool(args: argparse.Namespace, connect: str):
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
         warmup=args.warmup, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
+        security=security,
     )
     return WorkerPool(worker_configs(base, n, devices))
 
@@ -155,9 +159,11 @@ def _local(endpoint: str) -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     from rerankpool.broker.server import Broker
 
-    broker = Broker(broker_config(args, expect_workers=args.workers))
+    config = broker_config(args, expect_workers=args.workers)
+    broker = Broker(config)
     logger.info("broker: clients at %s, workers at %s", broker.frontend_endpoint, broker.backend_endpoint)
-    pool = worker_pool(args, _local(broker.backend_endpoint))
+    local_keys = config.security.local_client() if config.security else None
+    pool = worker_pool(args, _local(broker.backend_endpoint), local_keys)
 
     def stop_all() -> None:
         broker.stop()
@@ -178,7 +184,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    pool = worker_pool(args, args.connect)
+    from rerankpool.security import client_security_from_args
+
+    pool = worker_pool(args, args.connect, client_security_from_args(args))
     _install_drain_handlers(lambda: threading.Thread(target=pool.stop).start(), pool.stop)
     pool.start()
     pool.supervise()
@@ -192,8 +200,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_rerank(args: argparse.Namespace) -> int:
     from rerankpool import Client
 
+    from rerankpool.security import client_security_from_args
+
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    with Client(args.connect, timeout=args.timeout) as client:
+    with Client(args.connect, timeout=args.timeout, security=client_security_from_args(args)) as client:
         hits = client.rerank(args.query, docs, top_k=args.top_k, return_documents=True, activation=args.activation)
     for hit in hits:
         print(f"{hit.score:9.4f}  [{hit.index}]  {hit.document}")
@@ -203,7 +213,9 @@ def cmd_rerank(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from rerankpool import Client
 
-    with Client(args.connect, timeout=args.timeout, retries=0) as client:
+    from rerankpool.security import client_security_from_args
+
+    with Client(args.connect, timeout=args.timeout, retries=0, security=client_security_from_args(args)) as client:
         stats = client.stats()
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
@@ -282,19 +294,21 @@ def bench_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rerankpool.security import client_flags, keys_parser, server_flags
+
     parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags()],
+    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags(), server_flags()],
                         help="run a broker and N workers in the foreground")
     up.set_defaults(func=cmd_up)
-    broker = sub.add_parser("broker", parents=[broker_flags(), liveness_flags()], help="run a broker")
+    broker = sub.add_parser("broker", parents=[broker_flags(), liveness_flags(), server_flags()], help="run a broker")
     broker.set_defaults(func=cmd_broker)
-    worker = sub.add_parser("worker", parents=[worker_flags(connect=True), liveness_flags()],
+    worker = sub.add_parser("worker", parents=[worker_flags(connect=True), liveness_flags(), client_flags()],
                             help="run N workers for a broker")
     worker.set_defaults(func=cmd_worker)
 
-    rerank = sub.add_parser("rerank", help="rerank documents (arguments, or one per line on stdin)")
+    rerank = sub.add_parser("rerank", parents=[client_flags()], help="rerank documents (arguments, or one per line on stdin)")
     rerank.add_argument("query")
     rerank.add_argument("docs", nargs="*")
     rerank.add_argument("--connect", default=DEFAULT_FRONTEND)
@@ -303,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--timeout", type=float, default=30.0)
     rerank.set_defaults(func=cmd_rerank)
 
-    stats = sub.add_parser("stats", help="print a broker's live counters")
+    stats = sub.add_parser("stats", parents=[client_flags()], help="print a broker's live counters")
     stats.add_argument("--connect", default=DEFAULT_FRONTEND)
     stats.add_argument("--json", action="store_true")
     stats.add_argument("--timeout", type=float, default=5.0)
@@ -312,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the offline built-in models")
     models.set_defaults(func=cmd_models)
     bench_parser(sub)
+    keys_parser(sub)
     return parser
 
 

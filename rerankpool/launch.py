@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rerankpool.client import Client
 from rerankpool.errors import NoReply
+from rerankpool.security import ClientSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class LocalPool:
     worker_args: list[str] = field(default_factory=list)
     start_timeout_s: float = 180.0
     log_dir: Path | None = None
+    security: ClientSecurity | None = None  # this side's CURVE keys, if the broker requires them
 
     def __post_init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="rerankpool-")
@@ -52,11 +54,14 @@ class LocalPool:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def start(self) -> "LocalPool":
+        self.start_broker()
+        self.start_workers()
+        return self
+
+    def start_broker(self) -> None:
         self.broker_proc = self._spawn(
             "broker", ["broker", "--frontend", self.frontend, "--backend", self.backend, *self.broker_args]
         )
-        self.start_workers()
-        return self
 
     def start_workers(self) -> None:
         self.worker_proc = self._spawn(
@@ -83,7 +88,7 @@ class LocalPool:
         raise TimeoutError(f"{n} worker(s) not ready in time:\n{self.log_tail('workers')}")
 
     def client(self, **kwargs) -> Client:
-        return Client(self.frontend, **kwargs)  # type: ignore[arg-type]
+        return Client(self.frontend, security=self.security, **kwargs)  # type: ignore[arg-type]
 
     def worker_pids(self) -> list[int]:
         with self.client(timeout=5.0) as client:

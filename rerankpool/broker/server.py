@@ -22,6 +22,7 @@ from rerankpool import protocol as P
 from rerankpool.broker.assembly import Outcome, finalize
 from rerankpool.broker.core import CoreConfig, PoolCore
 from rerankpool.broker.registry import Batch, WorkerState
+from rerankpool.security import ServerSecurity, warn_if_public_without_curve
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class BrokerConfig:
     limits: P.Limits = field(default_factory=P.Limits)
     events_kept: int = 20_000  # per-batch events held for the stats op
     expect_workers: int = 0  # log one "ready" line once this many workers have registered
+    security: ServerSecurity | None = None  # CURVE on both sockets; None = plain TCP
 
 
 class Broker:
@@ -49,8 +51,9 @@ class Broker:
         self._announced = False
         self._parked_pings: list[tuple[bytes, int, int, float]] = []  # identity, id, workers wanted, deadline
         self.started_at = time.monotonic()
-        self.frontend = self._socket(config.frontend, mandatory=True)
-        self.backend = self._socket(config.backend, mandatory=True)
+        self._auth = config.security.start(self.ctx) if config.security else None
+        self.frontend = self._socket(config.frontend, "frontend")
+        self.backend = self._socket(config.backend, "backend")
         self.frontend.setsockopt(zmq.MAXMSGSIZE, 4 * config.limits.max_message_bytes)
         self.frontend_endpoint = self.frontend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.backend_endpoint = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -58,10 +61,13 @@ class Broker:
         self.poller.register(self.frontend, zmq.POLLIN)
         self.poller.register(self.backend, zmq.POLLIN)
 
-    def _socket(self, endpoint: str, mandatory: bool) -> zmq.Socket:
+    def _socket(self, endpoint: str, role: str) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, int(mandatory))
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer raises instead of dropping silently
+        if self.config.security is not None:
+            self.config.security.apply(sock, role=role)
+        warn_if_public_without_curve(endpoint, secured=self.config.security is not None)
         sock.bind(endpoint)
         return sock
 
@@ -79,6 +85,8 @@ class Broker:
     def close(self) -> None:
         self.frontend.close(0)
         self.backend.close(0)
+        if self._auth is not None:
+            self._auth.stop()
 
     def run(self) -> None:
         """Serve until ``stop()`` or, after ``drain()``, until nothing is in flight."""

@@ -12,6 +12,7 @@ import zmq.asyncio
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Hit, reply_id
 from rerankpool.errors import NoReply, ServerError
+from rerankpool.security import ClientSecurity
 
 
 class AsyncClient(BaseClient):
@@ -23,13 +24,17 @@ class AsyncClient(BaseClient):
         timeout: float = 30.0,
         retries: int = 1,
         context: zmq.asyncio.Context | None = None,
+        security: ClientSecurity | None = None,
     ) -> None:
         super().__init__(address, timeout, retries)
         self._ctx = context or zmq.asyncio.Context.instance()
         self._socket = self._ctx.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if security is not None:
+            security.apply(self._socket)
         self._socket.connect(address)
         self._waiting: dict[int, asyncio.Future] = {}
+        self.stray_replies = 0  # replies to no waiting call: late ones after a timeout (or a broker bug)
         self._reader: asyncio.Task | None = None
 
     async def close(self) -> None:
@@ -81,7 +86,9 @@ class AsyncClient(BaseClient):
             except ServerError:
                 continue
             future = self._waiting.pop(reply_id(header), None)  # type: ignore[arg-type]
-            if future is not None and not future.done():
+            if future is None or future.done():
+                self.stray_replies += 1
+            else:
                 future.set_result(header)
 
     async def _call(self, req: P.Request, timeout: float) -> dict[str, Any]:
@@ -96,7 +103,8 @@ class AsyncClient(BaseClient):
                 header = await asyncio.wait_for(future, timeout + GRACE_S)
             except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
                 # Tell the broker to drop it (best effort), so its pairs cost no compute.
-                self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
+                with contextlib.suppress(zmq.Again):
+                    self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue  # resend under a new id; a late reply to this one is dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Sequence
 
@@ -10,10 +11,13 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Hit, reply_id
 from rerankpool.errors import NoReply
+from rerankpool.security import ClientSecurity
 
 
 class Client(BaseClient):
     """Talks to a broker's frontend. Not thread-safe: give each thread its own client.
+
+    ``security`` (``ClientSecurity.from_files(key, server_key)``) turns on CURVE.
 
     If no reply comes by the request's deadline (plus a grace second), the client
     assumes the broker was lost, reconnects and resends, up to ``retries`` times
@@ -26,14 +30,18 @@ class Client(BaseClient):
         timeout: float = 30.0,
         retries: int = 1,
         context: zmq.Context | None = None,
+        security: ClientSecurity | None = None,
     ) -> None:
         super().__init__(address, timeout, retries)
+        self._security = security
         self._ctx = context or zmq.Context.instance()
         self._socket = self._open()
 
     def _open(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self._security is not None:
+            self._security.apply(sock)
         sock.connect(self.address)
         return sock
 
@@ -92,7 +100,8 @@ class Client(BaseClient):
                 if rid == req.id or (rid is None and not header.get("ok")):
                     return self._check(header)
                 # else: a late reply to an earlier attempt; ignore it
-            self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)  # best effort
+            with contextlib.suppress(zmq.Again):  # best effort: the broker may be gone
+                self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
             self._socket.close(0)  # Lazy Pirate: a fresh socket drops whatever was queued
             self._socket = self._open()
         raise NoReply(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from rerankpool import protocol as P
+from rerankpool.security import ClientSecurity
 from rerankpool.worker.engines import EngineConfig, load_engine
 from rerankpool.worker.pipeline import Pipeline
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
@@ -49,6 +50,7 @@ class WorkerConfig:
     reconnect_max_s: float = 8.0
     chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
     name: str = field(default="worker")
+    security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
 
     def policy(self) -> ChunkPolicy:
         if self.chunk_policy is not None:
@@ -114,6 +116,8 @@ class Worker:
     def _connect(self) -> zmq.Socket:
         dealer = self.ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
+        if self.config.security is not None:
+            self.config.security.apply(dealer)
         dealer.connect(self.config.connect)
         dealer.send_multipart(P.pack({"op": P.W_READY, "info": self.info().__dict__}))
         return dealer
