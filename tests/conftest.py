@@ -25,11 +25,19 @@ class DirectScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
         self.max_length = max_length
+        self._cache: dict[tuple[str, str], float] = {}
 
     def __call__(self, query: str, doc: str) -> float:
-        inputs = self.tokenizer(query, doc, truncation=True, max_length=self.max_length, return_tensors="pt")
-        with self.torch.inference_mode():
-            return float(self.model(**inputs).logits[0, 0])
+        if (query, doc) not in self._cache:
+            inputs = self.tokenizer(query, doc, truncation=True, max_length=self.max_length, return_tensors="pt")
+            threads = self.torch.get_num_threads()
+            self.torch.set_num_threads(1)  # one pair at a time: extra threads only fight the pool's processes
+            try:
+                with self.torch.inference_mode():
+                    self._cache[(query, doc)] = float(self.model(**inputs).logits[0, 0])
+            finally:
+                self.torch.set_num_threads(threads)
+        return self._cache[(query, doc)]
 
 
 @pytest.fixture(scope="session")

@@ -135,8 +135,12 @@ class PoolCore:
             logger.warning(
                 "worker %s missed its heartbeats: declared dead, %d batch(es) to retry", worker.name, len(batches)
             )
-            for batch in batches:
-                outcomes += self.batch_failed(batch, f"the worker ({worker.name}) died while running it")
+            # A worker runs its batches in order: the oldest was running when it died and is
+            # the suspect; the others were only queued behind it and go back unblamed.
+            batches.sort(key=lambda b: b.id)
+            if batches:
+                outcomes += self.batch_failed(batches[0], f"the worker ({worker.name}) died while running it")
+                self._requeue(batches[1:])
             dead.append(worker)
         return dead, outcomes
 
