@@ -52,6 +52,8 @@ class SweepConfig:
     connect: str | None = None
     baseline: bool = False
     baseline_batch_size: int = 32
+    ceilings: bool = False  # also measure the tokenizer and forward-pass ceilings on the same pairs
+    ceiling_dtype: str = "float16"
     sample_interval_s: float = 0.25
     warmup_requests: int = 4
     broker_args: list[str] = field(default_factory=list)
@@ -177,16 +179,23 @@ def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 
 
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
-    """CrossEncoder.predict on the pairs of the first batch size, before any pool competes for the cores."""
+    """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
+    from rerankpool.bench.ceilings import forward_ceiling, tokenizer_ceiling
+
     requests, _ = build_requests(config, config.batches[0])
     pairs = all_pairs(requests)
-    model = load_cross_encoder(model_path, config.device)
     results = []
-    for sort in (False, True):
-        logger.info("baseline: CrossEncoder.predict on %d pairs%s", len(pairs), " (sorted)" if sort else "")
-        result, _ = run_cross_encoder(model, pairs, config.baseline_batch_size, sort_by_length=sort)
-        results.append(result)
-    del model
+    if config.baseline:
+        model = load_cross_encoder(model_path, config.device)
+        for sort in (False, True):
+            logger.info("baseline: CrossEncoder.predict on %d pairs%s", len(pairs), " (sorted)" if sort else "")
+            result, _ = run_cross_encoder(model, pairs, config.baseline_batch_size, sort_by_length=sort)
+            results.append(result)
+        del model
+    if config.ceilings:
+        logger.info("ceilings: tokenizer and forward pass on %d pairs", len(pairs))
+        results.append(tokenizer_ceiling(model_path / "tokenizer.json", pairs))
+        results.append(forward_ceiling(model_path, pairs, config.device, config.ceiling_dtype))
     return results
 
 
@@ -194,7 +203,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     config.out_dir.mkdir(parents=True, exist_ok=True)
     model = resolve_model(config.model)
     _, data_desc = build_requests(config, config.batches[0])
-    baselines = run_baselines(config, model.path) if config.baseline else []
+    baselines = run_baselines(config, model.path) if config.baseline or config.ceilings else []
     results: list[ConfigResult] = []
     for spec, workers, address, broker_pid in pools(config):
         for batch in config.batches:
@@ -237,7 +246,11 @@ def write_outputs(result: SweepResult, out_dir: Path, compare_with: Path | None 
     from rerankpool.bench.report import render_report, render_timeseries_report, timeseries_filename
 
     written = [result.to_json(out_dir / f"{result.name}.json")]
-    pngs = plot_throughput_latency(result, out_dir) + plot_timeseries(result, out_dir)
+    try:
+        pngs = plot_throughput_latency(result, out_dir) + plot_timeseries(result, out_dir)
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plots (pip install 'rerankpool[bench]', then --render)")
+        pngs = []
     report = out_dir / f"{result.name}.md"
     report.write_text(render_report(result, [p.name for p in pngs]))
     files = {f"{result.name}.json": "every request, batch event and sample of the sweep (SweepResult JSON)"}

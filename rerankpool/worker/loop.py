@@ -22,14 +22,20 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool.security import ClientSecurity
 from rerankpool.worker.engines import EngineConfig, load_engine
-from rerankpool.worker.pipeline import Pipeline
+from rerankpool.worker.pipeline import FATAL, Pipeline
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
 logger = logging.getLogger(__name__)
 
-# Pad lengths to a multiple that the runtime likes: tensor cores on CUDA, fewer compiled
-# graphs on MLX. On CPU exact lengths cost least.
-PAD_MULTIPLE = {"cuda": 16, "mlx": 16, "mps": 16}
+# How batches are cut into padded chunks, per runtime. On CPU, exact lengths and small
+# chunks cost least. On a GPU a launch costs more than a few padded tokens: bigger chunks,
+# lengths rounded to 8. MLX compiles a graph per shape: few shapes.
+CHUNK_POLICIES = {
+    "cpu": ChunkPolicy(overhead_tokens=32),
+    "cuda": ChunkPolicy(overhead_tokens=8192, pad_multiple=8),
+    "mps": ChunkPolicy(overhead_tokens=2048, pad_multiple=16),
+    "mlx": ChunkPolicy(overhead_tokens=1024, pad_multiple=16),
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class WorkerConfig:
         if self.chunk_policy is not None:
             return self.chunk_policy
         kind = "mlx" if self.engine == "mlx" else self.device.split(":")[0]
-        return ChunkPolicy(pad_multiple=PAD_MULTIPLE.get(kind, 1))
+        return CHUNK_POLICIES.get(kind, ChunkPolicy())
 
 
 class WorkerRefused(RuntimeError):
@@ -123,11 +129,31 @@ class Worker:
         return dealer
 
     def run(self) -> None:
+        """Serve until stopped: sockets on an I/O thread, the forward pass on this (the model's) thread."""
         endpoint = f"inproc://rerankpool-results-{id(self)}"
+        pipeline = Pipeline(self.ctx, endpoint, self.tokenizer, self.engine, self.config.policy())
+        failure: list[BaseException] = []
+
+        def io() -> None:
+            try:
+                self._serve(pipeline, endpoint)
+            except BaseException as exc:  # handed to the main thread, which re-raises it
+                failure.append(exc)
+            finally:
+                pipeline.stop()
+
+        pipeline.start()
+        io_thread = threading.Thread(target=io, name="io", daemon=True)
+        io_thread.start()
+        pipeline.run_forward()
+        io_thread.join()
+        if failure:
+            raise failure[0]
+
+    def _serve(self, pipeline: Pipeline, endpoint: str) -> None:
+        """The socket loop: register, heartbeats both ways, batches in, results out, reconnects."""
         results = self.ctx.socket(zmq.PULL)
         results.bind(endpoint)
-        pipeline = Pipeline(self.ctx, endpoint, self.tokenizer, self.engine, self.config.policy())
-        pipeline.start()
         dealer = self._connect()
         interval = self.config.heartbeat_interval_s
         backoff = self.config.reconnect_initial_s
@@ -160,7 +186,7 @@ class Worker:
                             frames = results.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        if frames[0] == b"fatal":
+                        if frames[0] == FATAL:
                             raise RuntimeError("a worker stage crashed:\n" + frames[1].decode())
                         pipeline.pending -= 1
                         dealer.send_multipart(frames)
@@ -187,7 +213,6 @@ class Worker:
                     broker_expires = time.monotonic() + interval * self.config.liveness
         finally:
             dealer.close(0)
-            pipeline.stop()
             results.close(0)
 
     def _on_broker(self, frames: list[bytes], dealer: zmq.Socket, pipeline: Pipeline) -> None:

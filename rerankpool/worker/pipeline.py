@@ -1,9 +1,11 @@
-"""The worker's two stages, tokenize and forward, on threads joined by a bounded queue.
+"""The worker's two stages: a tokenizer thread feeding the forward loop through a bounded queue.
 
-While the model runs batch k, the tokenizer thread prepares batch k+1 (both release
-the GIL in their native code). Finished batches go back to the socket thread through
-an inproc PUSH socket, so the socket loop wakes on results without polling or sleeps.
-A crash in a stage is reported to the socket thread, never swallowed.
+While the model runs batch k, the tokenizer thread prepares batch k+1 (``tokenizers``
+releases the GIL while it works). The forward loop runs on the thread that loaded the
+model, the process's main thread: measured on an H100, the same CUDA forward pass ran
+4x slower from a second Python thread (see ``rerankpool.bench.profile``). Finished
+batches go to the socket thread through an inproc PUSH socket, so the socket loop wakes
+on results without polling or sleeps. A crash in a stage is reported, never swallowed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from typing import Callable
 
 import zmq
 
@@ -24,6 +27,7 @@ from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+FATAL = b"fatal"
 
 
 @dataclass
@@ -37,7 +41,8 @@ class Pipeline:
     """Runs batches through tokenizer and engine; results arrive on the inproc ``endpoint``.
 
     Each result is a ready-to-send list of frames (a ``result`` or ``failed`` message).
-    A fatal stage error arrives as a single frame ``b"fatal"`` plus the traceback.
+    A fatal stage error arrives as ``[FATAL, traceback]``. Call ``start()``, then
+    ``run_forward()`` on the model's thread; it returns after ``stop()``.
     """
 
     def __init__(
@@ -56,34 +61,37 @@ class Pipeline:
         self._ctx = ctx
         self._inbox: queue.Queue = queue.Queue()
         self._tokenized: queue.Queue = queue.Queue(maxsize=depth)
-        self._threads = [
-            threading.Thread(target=self._guard, args=(self._tokenize_loop,), name="tokenize", daemon=True),
-            threading.Thread(target=self._guard, args=(self._forward_loop,), name="forward", daemon=True),
-        ]
+        self._thread = threading.Thread(target=self._guard, args=(self._tokenize_loop,), name="tokenize", daemon=True)
         self.pending = 0  # batches submitted and not yet reported (socket thread only)
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
 
     def submit(self, message: P.BatchMessage) -> None:
         self.pending += 1
         self._inbox.put(message)
 
     def stop(self) -> None:
+        """End both stages once the batches already submitted are done."""
         self._inbox.put(_STOP)
-        for thread in self._threads:
-            thread.join(timeout=30)
 
-    def _guard(self, loop) -> None:
+    def run_forward(self) -> None:
+        """The forward loop; blocks until ``stop()``. Run it on the thread that loaded the model."""
+        if self._guard(self._forward_loop):
+            self._thread.join(timeout=30)
+
+    def _guard(self, loop: Callable[[zmq.Socket], None]) -> bool:
+        """Run a stage; a crash is logged and sent on as FATAL. True if the stage ended normally."""
         out = self._ctx.socket(zmq.PUSH)
         out.setsockopt(zmq.LINGER, 1000)
         out.connect(self.endpoint)
         try:
             loop(out)
+            return True
         except Exception:
             logger.exception("worker stage %s crashed", threading.current_thread().name)
-            out.send_multipart([b"fatal", traceback.format_exc().encode()])
+            out.send_multipart([FATAL, traceback.format_exc().encode()])
+            return False
         finally:
             out.close()
 

@@ -20,16 +20,16 @@ from rerankpool.worker.engines.base import Chunk, EncodedBatch
 
 @dataclass(frozen=True)
 class ChunkPolicy:
-    """How a sorted batch is cut into forward passes.
+    """How a length-sorted batch is cut into forward passes.
 
-    A chunk is closed before a pair whose length would make the chunk's padding waste
-    exceed ``max_waste`` (once it holds ``min_rows`` rows), or its padded tokens exceed
-    ``max_tokens``. ``pad_multiple`` rounds padded lengths up, so compiled runtimes see
-    few distinct shapes.
+    One more forward pass costs about ``overhead_tokens`` padded tokens of compute (launch
+    and Python overhead: a few tokens on a CPU, thousands on a GPU running eager PyTorch).
+    A chunk is closed before a pair whose length would add more padding than that, or
+    would take the chunk past ``max_tokens``. ``pad_multiple`` rounds padded lengths up,
+    so compiled runtimes see few distinct shapes.
     """
 
-    max_waste: float = 0.10
-    min_rows: int = 4
+    overhead_tokens: int = 32
     max_tokens: int | None = None
     pad_multiple: int = 1
 
@@ -44,19 +44,17 @@ def plan_chunks(lengths: Sequence[int], policy: ChunkPolicy = ChunkPolicy()) -> 
     order = np.argsort(lens, kind="stable")
     chunks: list[np.ndarray] = []
     start = 0
-    real = 0
+    width = 0
     for pos, row in enumerate(order):
-        length = int(lens[row])
+        length = round_up(int(lens[row]), policy.pad_multiple)
         rows = pos - start
         if rows:
-            padded = (rows + 1) * round_up(length, policy.pad_multiple)
-            waste = 1.0 - (real + length) / padded
-            too_wasteful = rows >= policy.min_rows and waste > policy.max_waste
-            too_big = policy.max_tokens is not None and padded > policy.max_tokens
-            if too_wasteful or too_big:
+            extra_padding = rows * (length - width)
+            too_big = policy.max_tokens is not None and (rows + 1) * length > policy.max_tokens
+            if extra_padding > policy.overhead_tokens or too_big:
                 chunks.append(order[start:pos])
-                start, real = pos, 0
-        real += length
+                start = pos
+        width = length
     if len(order) > start:
         chunks.append(order[start:])
     return chunks

@@ -269,6 +269,8 @@ def test_allocator_memory_nothing_imported(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_allocator_memory_fake_torch_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "mlx" or m.startswith("mlx.")]:
+        monkeypatch.delitem(sys.modules, name)  # other tests in this process may have imported MLX
     cuda = types.SimpleNamespace(
         is_initialized=lambda: True,
         memory_allocated=lambda: 512 * BYTES_PER_MB,

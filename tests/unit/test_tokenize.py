@@ -20,8 +20,13 @@ def test_similar_lengths_stay_in_one_chunk():
 
 def test_a_long_outlier_gets_its_own_chunk():
     lengths = [20] * 8 + [500]
-    chunks = plan_chunks(lengths, ChunkPolicy(max_waste=0.1))
+    chunks = plan_chunks(lengths, ChunkPolicy(overhead_tokens=32))
     assert len(chunks) == 2 and waste(lengths, chunks) < 0.05
+
+
+def test_a_costly_forward_pass_keeps_the_outlier_in():
+    lengths = [20] * 8 + [500]
+    assert len(plan_chunks(lengths, ChunkPolicy(overhead_tokens=8192))) == 1
 
 
 def test_token_budget_splits_chunks():

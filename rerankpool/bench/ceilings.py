@@ -1,0 +1,91 @@
+"""The two ceilings a pool can approach: tokenizer throughput and the model's forward pass.
+
+Both are measured in one process on the same pairs as the sweep, with no broker,
+no sockets and no Python per pair: the tokenizer with ``encode_batch`` on all cores,
+the model on length-sorted, pre-tokenized batches already on the device. The pool's
+end-to-end throughput is then quoted as a fraction of the lower ceiling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rerankpool.bench.results import BaselineResult
+
+logger = logging.getLogger(__name__)
+
+
+def tokenizer_ceiling(
+    tokenizer_json: Path, pairs: Sequence[tuple[str, str]], max_length: int = 512, chunk: int = 4096
+) -> BaselineResult:
+    """Pairs/s of ``tokenizers``' encode_batch (Rust, all cores via rayon), no padding."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.no_padding()
+    tok.enable_truncation(max_length, strategy="longest_first")
+    tok.encode_batch(list(pairs[:chunk]))  # warm-up: thread pool start
+    start = time.perf_counter()
+    for i in range(0, len(pairs), chunk):
+        tok.encode_batch(list(pairs[i : i + chunk]))
+    wall = time.perf_counter() - start
+    return BaselineResult("tokenizer ceiling", len(pairs), wall, chunk,
+                          "tokenizers encode_batch in one process on all cores; no padding, no arrays")
+
+
+def forward_ceiling(
+    model_path: Path,
+    pairs: Sequence[tuple[str, str]],
+    device: str = "cuda",
+    dtype: str = "float16",
+    batch_size: int = 512,
+    max_length: int = 512,
+    repeats: int = 3,
+) -> BaselineResult:
+    """Pairs/s of the model alone: length-sorted batches, inputs already on the device, shapes warmed."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from rerankpool.worker.engines.base import EngineConfig
+    from rerankpool.worker.engines.torch_engine import TorchEngine
+
+    engine = TorchEngine(EngineConfig(model_path, "torch", device, dtype, max_length))
+    tok = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length, strategy="longest_first")
+    encodings = sorted(tok.encode_batch(list(pairs)), key=lambda e: len(e.ids))
+    batches = []
+    for i in range(0, len(encodings), batch_size):
+        group = encodings[i : i + batch_size]
+        width = len(group[-1].ids)
+        ids = np.zeros((len(group), width), np.int64)
+        types = np.zeros_like(ids)
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(group):
+            ids[row, : len(enc.ids)] = enc.ids
+            types[row, : len(enc.ids)] = enc.type_ids
+            mask[row, : len(enc.ids)] = 1
+        batches.append({k: torch.from_numpy(v).to(engine.device) for k, v in
+                        (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))})
+
+    def run_all() -> float:
+        if engine.device.startswith("cuda"):
+            torch.cuda.synchronize(engine.device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for inputs in batches:
+                engine.model(**inputs)
+        if engine.device.startswith("cuda"):
+            torch.cuda.synchronize(engine.device)
+        return time.perf_counter() - start
+
+    run_all()  # warm-up: every shape once
+    wall = float(np.median([run_all() for _ in range(repeats)]))
+    return BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs), wall, batch_size,
+                          f"model only: length-sorted batches of {batch_size} already on the device, "
+                          f"median of {repeats} passes")
