@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="run N workers for a broker")
     worker.set_defaults(func=cmd_worker)
 
-    rerank = sub.add_parser("rerank", parents=[client_flags()], help="rerank documents (arguments, or one per line on stdin)")
+    rerank = sub.add_parser("rerank", parents=[client_flags()],
+                            help="rerank documents (arguments, or one per line on stdin)")
     rerank.add_argument("query")
     rerank.add_argument("docs", nargs="*")
     rerank.add_argument("--connect", default=DEFAULT_FRONTEND)

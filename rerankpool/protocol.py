@@ -246,7 +246,9 @@ def decode_request(frames: Sequence[bytes], limits: Limits = Limits()) -> Reques
                     ErrorCode.BAD_REQUEST, f"query_index has {len(index)} entries for {len(docs)} docs", rid
                 )
             if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(queries) for i in index):
-                raise ProtocolError(ErrorCode.BAD_REQUEST, f"query_index entries must be ints in [0, {len(queries)})", rid)
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST, f"query_index entries must be ints in [0, {len(queries)})", rid
+                )
         req.query_index = index
     activation = _field(header, "activation", str, rid, required=False) or "raw"
     if activation not in ACTIVATIONS:

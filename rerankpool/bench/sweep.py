@@ -145,7 +145,7 @@ def measure(
     config: SweepConfig, address: str, broker_pid: int | None, engine: str, workers: int, batch: int, conc: int
 ) -> ConfigResult:
     requests, _ = build_requests(config, batch)
-    run_load(address, requests[: max(config.warmup_requests, conc)], conc)  # warm-up, not measured
+    run_load(address, requests[: config.warmup_requests], conc)  # warm-up, not measured
     label = f"{config.name}_{engine.replace(':', '-')}_w{workers}_b{batch}_c{conc}"
     watcher = PoolWatcher(address)
     probes = [ProcessProbe(process_roles(address, broker_pid)), NvmlProbe(), MetalProbe()]

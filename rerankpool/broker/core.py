@@ -79,7 +79,9 @@ class PoolCore:
         """Queue a scoring request's pairs; returns (code, message) if it is refused."""
         self.counters.requests += 1
         if key in self.requests:
-            return self._refuse(P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection")
+            return self._refuse(
+                P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection"
+            )
         if self.queued_pairs + req.n_pairs > self.config.max_queued_pairs:
             return self._refuse(
                 P.ErrorCode.OVERLOADED,
@@ -179,7 +181,9 @@ class PoolCore:
             self.counters.batches_requeued += 1
             self.batcher.requeue(batch.pairs)
 
-    def on_result(self, identity: bytes, batch_id: int, scores: np.ndarray, now: float) -> tuple[Batch | None, list[Outcome]]:
+    def on_result(
+        self, identity: bytes, batch_id: int, scores: np.ndarray, now: float
+    ) -> tuple[Batch | None, list[Outcome]]:
         """Take a batch's scores; returns the batch (None if discarded) and the requests it completes."""
         batch = self.workers.complete(identity, batch_id)
         if batch is None:

@@ -134,9 +134,12 @@ class Broker:
     def _poll_timeout_ms(self) -> int:
         now = time.monotonic()
         deadlines = [self._next_heartbeat, now + 0.25, *(p[3] for p in self._parked_pings)]
-        for d in (self.core.batcher.next_deadline(), self.core.requests.next_deadline()):
-            if d is not None:
-                deadlines.append(d)
+        due = [self.core.requests.next_deadline()]
+        if self.core.workers.pick() is not None:
+            # A batch timeout matters only if a worker could take the batch; otherwise the
+            # next result (a socket event) wakes the loop, and polling at 0 ms would spin.
+            due.append(self.core.batcher.next_deadline())
+        deadlines += [d for d in due if d is not None]
         return max(0, int((min(deadlines) - now) * 1000 + 0.999))
 
     def _drain_socket(self, sock: zmq.Socket, handler, limit: int = 1000) -> None:

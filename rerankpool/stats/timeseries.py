@@ -192,7 +192,9 @@ COLUMNS: dict[str, ColumnDoc] = {
     "batch.queue_wait_ms": ColumnDoc(
         "longest wait among the batch's pairs, from enqueue at the broker to dispatch", "ms", "BatchEvent"),
     "batch.real_tokens": ColumnDoc("sum of the pairs' token counts", "tokens", "BatchEvent"),
-    "batch.padded_tokens": ColumnDoc("size x padded sequence length: tokens the model computed", "tokens", "BatchEvent"),
+    "batch.padded_tokens": ColumnDoc(
+        "size x padded sequence length: tokens the model computed", "tokens", "BatchEvent"
+    ),
     "batch.padding_waste_pct": ColumnDoc(
         "share of computed tokens that were padding: 100 * (padded - real) / padded", "%", "BatchEvent"),
     "batch.worker": ColumnDoc("role name of the worker that ran the batch", "", "BatchEvent"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zmq
 
-from rerankpool import AsyncClient, BadRequest, Client
+from rerankpool import AsyncClient, BadRequest
 from rerankpool import protocol as P
 from rerankpool.launch import LocalPool
 
@@ -29,7 +29,9 @@ def mixed_docs(n: int, seed: int) -> list[str]:
 # Two very different batching set-ups: tiny batches over fine buckets with 2 workers,
 # and big batches in one bucket with 1 worker. Scores must not depend on either.
 POOLS = {
-    "small-batches-2-workers": dict(workers=2, broker_args=["--max-batch", "3", "--bucket-edges", "16,24,32,64,128,512"]),
+    "small-batches-2-workers": dict(
+        workers=2, broker_args=["--max-batch", "3", "--bucket-edges", "16,24,32,64,128,512"]
+    ),
     "big-batches-1-worker": dict(workers=1, broker_args=["--max-batch", "64", "--bucket-edges", "512"]),
 }
 

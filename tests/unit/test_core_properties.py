@@ -50,7 +50,8 @@ actions = st.lists(
 
 class Simulation:
     def __init__(self, batching: BatchingConfig, timeout_ms: int | None) -> None:
-        self.core = PoolCore(CoreConfig(batching=batching, liveness=LivenessConfig(1.0, 3), request_timeout_ms=timeout_ms))
+        config = CoreConfig(batching=batching, liveness=LivenessConfig(1.0, 3), request_timeout_ms=timeout_ms)
+        self.core = PoolCore(config)
         self.now = 0.0
         self.live: list[bytes] = []
         self.dead: list[bytes] = []
@@ -155,7 +156,12 @@ def test_every_request_answered_once_with_its_own_scores(batching, reqs, events,
 
 
 @settings(max_examples=60, deadline=None)
-@given(batching=configs, reqs=requests, timeout_ms=st.integers(1, 50), advances=st.lists(st.floats(0, 0.03), max_size=30))
+@given(
+    batching=configs,
+    reqs=requests,
+    timeout_ms=st.integers(1, 50),
+    advances=st.lists(st.floats(0, 0.03), max_size=30),
+)
 def test_with_deadlines_each_request_gets_scores_or_one_timeout(batching, reqs, timeout_ms, advances):
     sim = Simulation(batching, timeout_ms=timeout_ms)
     sim.join(2)

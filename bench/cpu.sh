@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CPU sweeps behind bench/results/cpu-*: run on an otherwise idle machine, from the repo root.
+set -uo pipefail
+R=bench/results
+b() { timeout 1500 rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v -e "^Loading" -e "pair/s]" | tail -2; }
+b --out $R/cpu-l6-squad32x4 --model minilm-l6-standin --dataset squad-dev --pairs 640 --batch 32 --concurrency 4 \
+  --engine torch --workers 2 --baseline \
+  --title "2-core CPU: L6 stand-in, 32-pair requests, 4 clients" --description "the reference reports' shape (batch 32, concurrency 4) on SQuAD pairs"
+b --out $R/cpu-engines --model minilm-l6-standin --dataset squad-rerank --queries 20 --candidates 20 --batch 20 \
+  --concurrency 20 --engine torch,onnx,onnx:int8 --workers 1,2 --baseline \
+  --title "2-core CPU: engines side by side (L6 stand-in)" \
+  --description "torch fp32, ONNX Runtime fp32 and INT8, pools of 1 and 2 workers, 20 SQuAD queries x 20 candidates at once"
+b --out $R/cpu-l12-default --model ms-marco-MiniLM-L-12-v2 --dataset squad-dev --pairs 320 --batch 32 --concurrency 1,4 \
+  --engine torch,onnx:int8 --workers 2 --baseline \
+  --title "2-core CPU: ms-marco-MiniLM-L-12-v2 (default)" --description "the real default model, torch fp32 and its shipped INT8 ONNX file"
+b --out $R/cpu-mlx --model minilm-l6-standin --dataset squad-rerank --queries 4 --candidates 20 --batch 20 \
+  --concurrency 4 --engine mlx,torch --workers 1 \
+  --title "2-core CPU: MLX (Linux CPU build) vs torch" \
+  --description "mlx[cpu] on Linux runs a reference BLAS: a parity check of the engine, not a speed contest; on macOS it uses Metal"
