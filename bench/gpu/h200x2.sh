@@ -1,17 +1,9 @@
 #!/usr/bin/env bash
 # Two-GPU scaling on a host with two H200s: the same saturated load on one GPU, then on two.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/.carry/site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-export RERANKPOOL_SQUAD=$PWD/.carry/squad-dev-rerank.json.gz RERANKPOOL_CACHE=/tmp/rpcache
+source bench/gpu/setup.sh
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-R=/tmp/bench; mkdir -p $R
-trap 'tar czf $OUT/results.tgz -C $R . 2>/dev/null' EXIT
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee $R/gpu.txt; nproc | tee -a $R/gpu.txt
-bash bench/gpu/make_l6.sh || exit 1
-GPU_BROKER="--max-batch 512 --max-batch-tokens 131072 --batch-timeout-ms 10 --bucket-edges 64,128,192,256,384,512"
-run() { echo "== $*"; timeout ${T:-200} python3 -m rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v "^Loading" | tail -2; }
 T=200 run --out $R/h200-1gpu --model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 128 \
     --concurrency 64,128 --pairs 40000 --ceilings --broker-args "$GPU_BROKER" --worker-args "--threads 8 --devices 0" \
     --title "2x H200 host: L6 stand-in on ONE GPU" --description "4 workers on cuda:0"

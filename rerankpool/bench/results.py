@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rerankpool.stats.events import BatchEvent as StatsBatchEvent
+from rerankpool.stats.events import padding_waste_pct
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,8 @@ class BatchEvent:
 
     @property
     def padding_waste_pct(self) -> float | None:
-        """Share of the padded token grid that is padding: 100 * (padded - real) / padded.
-
-        None for an empty batch, so it drops out of summaries instead of counting as 0%.
-        """
-        if self.padded_tokens <= 0:
-            return None
-        return 100.0 * (self.padded_tokens - self.real_tokens) / self.padded_tokens
+        """None for an empty batch, so it drops out of summaries instead of counting as 0%."""
+        return padding_waste_pct(self.real_tokens, self.padded_tokens)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> BatchEvent:

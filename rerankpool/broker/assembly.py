@@ -146,9 +146,6 @@ class RequestTable:
             heapq.heappop(self._deadlines)
         return self._deadlines[0][0] if self._deadlines else None
 
-    def age_of(self, key: RequestKey, now: float) -> float:
-        return now - self._pending[key].received_at
-
     def keys(self) -> list[RequestKey]:
         return list(self._pending)
 

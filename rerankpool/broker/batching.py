@@ -173,16 +173,6 @@ class Batcher:
         heads = [b.oldest() for b in self._buckets if b.pairs]
         return min(heads) + self.config.timeout_ms / 1000.0 if heads else None
 
-    def drop(self, key: Hashable) -> int:
-        """Remove every queued pair of one request (e.g. rejected or cancelled); returns the count."""
-        removed = 0
-        for bucket in self._buckets:
-            kept = deque(p for p in bucket.pairs if p.key != key)
-            removed += len(bucket.pairs) - len(kept)
-            bucket.pairs = kept
-        self._count -= removed
-        return removed
-
     def depths(self) -> dict[int, int]:
         """Queued pairs per bucket edge (for stats)."""
         return {b.edge: len(b.pairs) for b in self._buckets if b.pairs}

@@ -239,7 +239,3 @@ class PoolCore:
         self.workers.assign(worker, batch, now)
         self.counters.batches_sent += 1
         return batch
-
-    def undeliverable(self, worker: WorkerState) -> None:
-        """A worker could not be reached: drop it and requeue everything it held."""
-        self.remove_worker(worker.identity)

