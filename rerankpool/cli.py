@@ -255,10 +255,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     compare = Path(args.compare) if args.compare else None
-    if args.render:  # regenerate the report and plots from a sweep's raw JSON
-        for path in write_outputs(SweepResult.from_json(Path(args.render)), out, compare):
+
+    def report(paths: list[Path]) -> int:
+        for path in paths:
             print(path)
+            if compare is not None and path.name.endswith(f"_vs_{compare.stem}.md"):
+                print(path.read_text())  # the deltas against the reference, side by side
         return 0
+
+    if args.render:  # regenerate the report and plots from a sweep's raw JSON
+        return report(write_outputs(SweepResult.from_json(Path(args.render)), out, compare))
     config = SweepConfig(
         name=out.name, out_dir=out, model=args.model,
         engines=args.engine, workers=list(args.workers), batches=list(args.batch),
@@ -268,10 +274,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sample_interval_s=args.sample_interval_s, broker_args=args.broker_args, worker_args=args.worker_args,
         title=args.title or out.name, description=args.description,
     )
-    result = run_sweep(config)
-    for path in write_outputs(result, config.out_dir, compare):
-        print(path)
-    return 0
+    return report(write_outputs(run_sweep(config), config.out_dir, compare))
 
 
 def bench_parser(sub) -> None:

@@ -96,8 +96,7 @@ class Broker:
                 if self._draining and len(self.core.workers) == 0:
                     self._fail_all(P.ErrorCode.SHUTTING_DOWN, "the broker shut down with no worker left to finish this")
         finally:
-            self._goodbye_workers()
-            self.close()
+            self.close()  # workers notice the silence and reconnect, with backoff, to the next broker
 
     def tick(self) -> None:
         """One pass of the loop: poll, route, expire, purge, dispatch, heartbeat."""
@@ -281,10 +280,6 @@ class Broker:
         except zmq.ZMQError as exc:
             logger.warning("could not send to worker %s: %s", identity.hex(), exc)
             return False
-
-    def _goodbye_workers(self) -> None:
-        for worker in self.core.workers:
-            self._send_worker(worker.identity, {"op": P.B_DISCONNECT})
 
     # -- stats ------------------------------------------------------------------------
 
