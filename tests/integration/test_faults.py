@@ -67,6 +67,19 @@ async def when_holding_work(client: AsyncClient, pid: int) -> None:
         pass
 
 
+def send_with_a_hung_worker(pool: LocalPool, victim: int, requests) -> list:
+    """Send ``requests``; SIGSTOP worker ``victim`` once it holds a batch; SIGCONT it afterwards."""
+
+    async def hang(client):
+        await when_holding_work(client, victim)
+        os.kill(victim, signal.SIGSTOP)
+
+    try:
+        return asyncio.run(send_all(pool.frontend, requests, hang))
+    finally:
+        os.kill(victim, signal.SIGCONT)
+
+
 @pytest.fixture(scope="module")
 def pool():
     with LocalPool(model="tiny-bert", workers=2, broker_args=["--max-batch", "4", *FAST],
@@ -82,17 +95,8 @@ def two_workers(pool):
 
 def test_sigstop_hang_moves_work_and_the_worker_rejoins_after_sigcont(two_workers, tiny_direct):
     pool = two_workers
-    victim = pool.worker_pids()[0]
     requests = workload(120, seed=1)
-
-    async def hang(client):
-        await when_holding_work(client, victim)
-        os.kill(victim, signal.SIGSTOP)
-
-    try:
-        results = asyncio.run(send_all(pool.frontend, requests, hang))
-    finally:
-        os.kill(victim, signal.SIGCONT)
+    results = send_with_a_hung_worker(pool, pool.worker_pids()[0], requests)
     check_accounting(requests, results, tiny_direct, expect_errors=set())
     pong = pool.wait_for_workers(2, timeout_s=30)  # the resumed worker registers again
     assert pong["workers"] == 2
@@ -174,17 +178,8 @@ def test_broker_memory_stays_bounded_across_repeated_faults(two_workers, tiny_di
     rss = []
     for round_ in range(4):
         pool.wait_for_workers(2, timeout_s=60)
-        victim = pool.worker_pids()[round_ % 2]
         requests = workload(80, seed=10 + round_)
-
-        async def hang(client, victim=victim):
-            await when_holding_work(client, victim)
-            os.kill(victim, signal.SIGSTOP)
-
-        try:
-            results = asyncio.run(send_all(pool.frontend, requests, hang))
-        finally:
-            os.kill(victim, signal.SIGCONT)
+        results = send_with_a_hung_worker(pool, pool.worker_pids()[round_ % 2], requests)
         check_accounting(requests, results, tiny_direct, expect_errors=set())
         rss.append(broker.memory_info().rss / 2**20)
     assert rss[-1] - rss[0] < 20, f"broker RSS grew from {rss[0]:.0f} to {rss[-1]:.0f} MiB"
