@@ -23,6 +23,7 @@ from rerankpool.broker.assembly import Outcome, finalize
 from rerankpool.broker.core import CoreConfig, PoolCore
 from rerankpool.broker.registry import Batch, WorkerState
 from rerankpool.security import ServerSecurity, warn_if_public_without_curve
+from rerankpool.sockets import received
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +103,11 @@ class Broker:
         """One pass of the loop: poll, route, expire, purge, dispatch, heartbeat."""
         events = dict(self.poller.poll(self._poll_timeout_ms()))
         if self.frontend in events:
-            self._drain_socket(self.frontend, self._on_client)
+            for frames in received(self.frontend):
+                self._on_client(frames[0], frames[1:])
         if self.backend in events:
-            self._drain_socket(self.backend, self._on_worker)
+            for frames in received(self.backend):
+                self._on_worker(frames[0], frames[1:])
         now = time.monotonic()
         _, lost = self.core.purge(now)
         for outcome in self.core.expire(now) + lost:
@@ -140,14 +143,6 @@ class Broker:
             due.append(self.core.batcher.next_deadline())
         deadlines += [d for d in due if d is not None]
         return max(0, int((min(deadlines) - now) * 1000 + 0.999))
-
-    def _drain_socket(self, sock: zmq.Socket, handler, limit: int = 1000) -> None:
-        for _ in range(limit):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            handler(frames[0], frames[1:])
 
     # -- clients ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.security import ClientSecurity
+from rerankpool.sockets import received
 from rerankpool.worker.engines import EngineConfig, load_engine
 from rerankpool.worker.pipeline import FATAL, Pipeline
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
@@ -155,6 +156,9 @@ class Worker:
         results = self.ctx.socket(zmq.PULL)
         results.bind(endpoint)
         dealer = self._connect()
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        poller.register(results, zmq.POLLIN)
         interval = self.config.heartbeat_interval_s
         backoff = self.config.reconnect_initial_s
         broker_expires = time.monotonic() + interval * self.config.liveness
@@ -174,28 +178,17 @@ class Worker:
                     dealer.send_multipart(P.pack({"op": P.W_BYE}))
                     logger.info("worker %d finished its batches; goodbye", os.getpid())
                     return
-                poller = zmq.Poller()
-                poller.register(dealer, zmq.POLLIN)
-                poller.register(results, zmq.POLLIN)
                 timeout_ms = max(0, int(1000 * (min(next_heartbeat, broker_expires) - time.monotonic())))
                 events = dict(poller.poll(min(timeout_ms, 250)))
                 now = time.monotonic()
                 if results in events:
-                    while True:
-                        try:
-                            frames = results.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
+                    for frames in received(results):
                         if frames[0] == FATAL:
                             raise RuntimeError("a worker stage crashed:\n" + frames[1].decode())
                         pipeline.pending -= 1
                         dealer.send_multipart(frames)
                 if dealer in events:
-                    while True:
-                        try:
-                            frames = dealer.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
+                    for frames in received(dealer):
                         broker_expires = now + interval * self.config.liveness
                         backoff = self.config.reconnect_initial_s
                         self._on_broker(frames, dealer, pipeline)
@@ -205,11 +198,13 @@ class Worker:
                 if now >= broker_expires:
                     logger.warning("broker silent for %.1f s; reconnecting in %.2f s", interval * self.config.liveness,
                                    backoff)
+                    poller.unregister(dealer)
                     dealer.close(0)
                     if self._stop.wait(backoff):
                         return
                     backoff = min(backoff * 2, self.config.reconnect_max_s)
                     dealer = self._connect()
+                    poller.register(dealer, zmq.POLLIN)
                     broker_expires = time.monotonic() + interval * self.config.liveness
         finally:
             dealer.close(0)
