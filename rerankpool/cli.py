@@ -78,6 +78,8 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per worker (default on CPU: cores / workers)")
     g.add_argument("--compile", action="store_true", help="torch.compile / mx.compile the forward pass")
+    g.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch, BERT models: run packed tokens with no padding (default: on for CUDA)")
     g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
     return p
 
@@ -123,7 +125,7 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
     base = WorkerConfig(
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
-        warmup=args.warmup, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
+        packed=args.packed, warmup=args.warmup, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
         security=security,
     )
     return WorkerPool(worker_configs(base, n, devices))
@@ -272,7 +274,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         candidates=args.candidates, repeat=args.repeat, device=args.device, connect=args.connect,
         baseline=args.baseline, baseline_batch_size=args.baseline_batch_size, ceilings=args.ceilings,
         sample_interval_s=args.sample_interval_s, broker_args=args.broker_args, worker_args=args.worker_args,
-        title=args.title or out.name, description=args.description,
+        load_processes=args.load_processes, synthetic_words=args.synthetic_words, title=args.title or out.name, description=args.description,
     )
     return report(write_outputs(run_sweep(config), config.out_dir, compare))
 
@@ -291,6 +293,8 @@ def bench_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--pairs", type=int, default=2000, help="pairs per config (squad-dev, synthetic)")
     p.add_argument("--dataset", default="squad-dev", choices=DATASETS)
+    p.add_argument("--synthetic-words", type=lambda s: tuple(int(x) for x in s.split(",")), default=(40, 200),
+                   metavar="LO,HI", help="synthetic: document length in words, uniform in [LO, HI]")
     p.add_argument("--queries", type=int, default=50, help="squad-rerank: queries")
     p.add_argument("--candidates", type=int, default=20, help="squad-rerank: candidates per query")
     p.add_argument("--repeat", type=int, default=1, help="squad-rerank: rounds of the workload per config")
@@ -303,6 +307,8 @@ def bench_parser(sub) -> None:
                    help="only rewrite the report and plots of a finished sweep from its raw JSON")
     p.add_argument("--compare", default=None, help="a reference report to print deltas against")
     p.add_argument("--sample-interval-s", type=float, default=0.25)
+    p.add_argument("--load-processes", type=int, default=None,
+                   help="processes for the load-generating clients (default: one per 16 clients, at most 4)")
     p.add_argument("--broker-args", type=lambda s: s.split(), default=[], help='extra broker flags, quoted')
     p.add_argument("--worker-args", type=lambda s: s.split(), default=[], help='extra worker flags, quoted')
     p.add_argument("--title", default=None)

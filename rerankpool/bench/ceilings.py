@@ -2,8 +2,10 @@
 
 Both are measured in one process on the same pairs as the sweep, with no broker,
 no sockets and no Python per pair: the tokenizer with ``encode_batch`` on all cores,
-the model on length-sorted, pre-tokenized batches already on the device. The pool's
-end-to-end throughput is then quoted as a fraction of the lower ceiling.
+the model on length-sorted, pre-tokenized batches already on the device. The forward
+pass is timed both padded (transformers, as the issue's ceiling was measured) and, where
+the engine runs packed tokens (CUDA), packed: the higher one is the model's ceiling. The
+pool's end-to-end throughput is then quoted as a fraction of the lower ceiling.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def tokenizer_ceiling(
                           "tokenizers encode_batch in one process on all cores; no padding, no arrays")
 
 
-def forward_ceiling(
+def forward_ceilings(
     model_path: Path,
     pairs: Sequence[tuple[str, str]],
     device: str = "cuda",
@@ -46,12 +48,13 @@ def forward_ceiling(
     batch_size: int = 512,
     max_length: int = 512,
     repeats: int = 3,
-) -> BaselineResult:
+) -> list[BaselineResult]:
     """Pairs/s of the model alone: length-sorted batches, inputs already on the device, shapes warmed."""
     import torch
     from tokenizers import Tokenizer
 
     from rerankpool.worker.engines.base import EngineConfig
+    from rerankpool.worker.engines.packed_bert import PackedInputs
     from rerankpool.worker.engines.torch_engine import TorchEngine
 
     engine = TorchEngine(EngineConfig(model_path, "torch", device, dtype, max_length))
@@ -59,9 +62,9 @@ def forward_ceiling(
     tok.no_padding()
     tok.enable_truncation(max_length, strategy="longest_first")
     encodings = sorted(tok.encode_batch(list(pairs)), key=lambda e: len(e.ids))
-    batches = []
-    for i in range(0, len(encodings), batch_size):
-        group = encodings[i : i + batch_size]
+    groups = [encodings[i : i + batch_size] for i in range(0, len(encodings), batch_size)]
+    padded = []
+    for group in groups:
         width = len(group[-1].ids)
         ids = np.zeros((len(group), width), np.int64)
         types = np.zeros_like(ids)
@@ -70,22 +73,36 @@ def forward_ceiling(
             ids[row, : len(enc.ids)] = enc.ids
             types[row, : len(enc.ids)] = enc.type_ids
             mask[row, : len(enc.ids)] = 1
-        batches.append({k: torch.from_numpy(v).to(engine.device) for k, v in
-                        (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))})
+        padded.append({k: torch.from_numpy(v).to(engine.device) for k, v in
+                       (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))})
 
-    def run_all() -> float:
-        if engine.device.startswith("cuda"):
-            torch.cuda.synchronize(engine.device)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for inputs in batches:
-                engine.model(**inputs)
-        if engine.device.startswith("cuda"):
-            torch.cuda.synchronize(engine.device)
-        return time.perf_counter() - start
+    def timed(run_all) -> float:
+        def once() -> float:
+            if engine.device.startswith("cuda"):
+                torch.cuda.synchronize(engine.device)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                run_all()
+            if engine.device.startswith("cuda"):
+                torch.cuda.synchronize(engine.device)
+            return time.perf_counter() - start
 
-    run_all()  # warm-up: every shape once
-    wall = float(np.median([run_all() for _ in range(repeats)]))
-    return BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs), wall, batch_size,
-                          f"model only: length-sorted batches of {batch_size} already on the device, "
-                          f"median of {repeats} passes")
+        once()  # warm-up: every shape once
+        return float(np.median([once() for _ in range(repeats)]))
+
+    note = f"model only: length-sorted batches of {batch_size} already on the device, median of {repeats} passes"
+    results = [BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs),
+                              timed(lambda: [engine.model(**inputs) for inputs in padded]), batch_size,
+                              f"{note}; padded, transformers")]
+    if engine.packed:
+        packed = [
+            PackedInputs.build(
+                np.concatenate([e.ids for e in group]), np.concatenate([e.type_ids for e in group]),
+                np.array([len(e.ids) for e in group]), engine.device,
+            )
+            for group in groups
+        ]
+        results.append(BaselineResult(f"forward ceiling ({dtype}, {device}, packed)", len(pairs),
+                                      timed(lambda: [engine.packed_model(inputs) for inputs in packed]), batch_size,
+                                      f"{note}; packed tokens, {engine.packed_model.attention} attention"))
+    return results

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rerankpool.bench import environment
 from rerankpool.bench.baseline import load_cross_encoder, run_cross_encoder
 from rerankpool.bench.datasets import load_squad, pair_stream, rerank_workload, synthetic_pairs
-from rerankpool.bench.load import BenchRequest, run_load
+from rerankpool.bench.load import BenchRequest, load_processes, run_load
 from rerankpool.bench.results import BaselineResult, BatchEvent, ConfigResult, SweepResult
 from rerankpool.client import Client
 from rerankpool.launch import LocalPool
@@ -56,6 +56,7 @@ class SweepConfig:
     ceiling_dtype: str = "float16"
     sample_interval_s: float = 0.25
     warmup_requests: int = 4
+    load_processes: int | None = None  # processes for the clients (None: by concurrency, see load.py)
     broker_args: list[str] = field(default_factory=list)
     worker_args: list[str] = field(default_factory=list)
     title: str = "rerankpool throughput sweep"
@@ -145,7 +146,8 @@ def measure(
     config: SweepConfig, address: str, broker_pid: int | None, engine: str, workers: int, batch: int, conc: int
 ) -> ConfigResult:
     requests, _ = build_requests(config, batch)
-    run_load(address, requests[: config.warmup_requests], conc)  # warm-up, not measured
+    procs = config.load_processes or load_processes(conc)
+    run_load(address, requests[: config.warmup_requests], conc, processes=procs)  # warm-up, not measured
     label = f"{config.name}_{engine.replace(':', '-')}_w{workers}_b{batch}_c{conc}"
     watcher = PoolWatcher(address)
     probes = [ProcessProbe(process_roles(address, broker_pid)), NvmlProbe(), MetalProbe()]
@@ -154,7 +156,7 @@ def measure(
     total = sum(r.size for r in requests)
     with tqdm(total=total, unit="pair", desc=f"{engine} w={workers} batch={batch} conc={conc}", leave=False) as bar:
         with sampler:
-            wall_s, samples = run_load(address, requests, conc, on_done=bar.update)
+            wall_s, samples = run_load(address, requests, conc, on_done=bar.update, processes=procs)
     watcher()  # the last events; only now, the sampler thread has stopped using the watcher's socket
     watcher.close()
     ok_pairs = sum(s.pairs for s in samples if s.ok)
@@ -180,22 +182,22 @@ def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
     """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
-    from rerankpool.bench.ceilings import forward_ceiling, tokenizer_ceiling
+    from rerankpool.bench.ceilings import forward_ceilings, tokenizer_ceiling
 
     requests, _ = build_requests(config, config.batches[0])
     pairs = all_pairs(requests)
     results = []
     if config.baseline:
+        # One run: CrossEncoder.predict sorts its inputs by length itself (sentence-transformers 6.x),
+        # so a pre-sorted run would time the same batches again.
         model = load_cross_encoder(model_path, config.device)
-        for sort in (False, True):
-            logger.info("baseline: CrossEncoder.predict on %d pairs%s", len(pairs), " (sorted)" if sort else "")
-            result, _ = run_cross_encoder(model, pairs, config.baseline_batch_size, sort_by_length=sort)
-            results.append(result)
+        logger.info("baseline: CrossEncoder.predict on %d pairs", len(pairs))
+        results.append(run_cross_encoder(model, pairs, config.baseline_batch_size)[0])
         del model
     if config.ceilings:
         logger.info("ceilings: tokenizer and forward pass on %d pairs", len(pairs))
         results.append(tokenizer_ceiling(model_path / "tokenizer.json", pairs))
-        results.append(forward_ceiling(model_path, pairs, config.device, config.ceiling_dtype))
+        results += forward_ceilings(model_path, pairs, config.device, config.ceiling_dtype)
     return results
 
 

@@ -37,6 +37,9 @@ CHUNK_POLICIES = {
     "mps": ChunkPolicy(overhead_tokens=2048, pad_multiple=16),
     "mlx": ChunkPolicy(overhead_tokens=1024, pad_multiple=16),
 }
+# Engines that run packed tokens have no padding to plan: a pass holds at most this many
+# tokens, which bounds activation memory (MiniLM-L12, fp16: ~0.4 GB at 64k tokens).
+PACKED_POLICY = ChunkPolicy(packed=True, max_tokens=65_536)
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,16 @@ class WorkerConfig:
     reconnect_initial_s: float = 0.25
     reconnect_max_s: float = 8.0
     chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
+    packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
 
-    def policy(self) -> ChunkPolicy:
+    def policy(self, packed: bool = False) -> ChunkPolicy:
+        """How batches are cut for the loaded engine (``packed``: it takes packed tokens)."""
         if self.chunk_policy is not None:
             return self.chunk_policy
+        if packed:
+            return PACKED_POLICY
         kind = "mlx" if self.engine == "mlx" else self.device.split(":")[0]
         return CHUNK_POLICIES.get(kind, ChunkPolicy())
 
@@ -88,8 +95,10 @@ class Worker:
             threads=config.threads,
             compile=config.compile,
             onnx_path=self.model.onnx_path,
+            packed=config.packed,
         )
         self.engine = load_engine(engine_config)
+        self.policy = config.policy(packed=getattr(self.engine, "packed", False))
         self.tokenizer = PairTokenizer(self.model.path / "tokenizer.json", config.max_length)
         if config.warmup:
             self._warmup()
@@ -98,9 +107,12 @@ class Worker:
 
     def _warmup(self) -> None:
         start = time.perf_counter()
-        multiple = self.config.policy().pad_multiple
+        multiple = self.policy.pad_multiple
         lengths = sorted({max(multiple, (n // multiple) * multiple) for n in (32, 64, 128, 256)})
-        self.engine.warmup([(8, n) for n in lengths if n <= self.config.max_length])
+        shapes = [(8, n) for n in lengths if n <= self.config.max_length]
+        if self.policy.packed:  # packed passes vary in total tokens: warm the kernels for large ones too
+            shapes += [(rows, 128) for rows in (64, 256, 512)]
+        self.engine.warmup(shapes)
         logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
 
     def info(self) -> P.WorkerInfo:
@@ -132,7 +144,7 @@ class Worker:
     def run(self) -> None:
         """Serve until stopped: sockets on an I/O thread, the forward pass on this (the model's) thread."""
         endpoint = f"inproc://rerankpool-results-{id(self)}"
-        pipeline = Pipeline(self.ctx, endpoint, self.tokenizer, self.engine, self.config.policy())
+        pipeline = Pipeline(self.ctx, endpoint, self.tokenizer, self.engine, self.policy)
         failure: list[BaseException] = []
 
         def io() -> None:

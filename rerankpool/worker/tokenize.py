@@ -4,18 +4,21 @@ Shared by all engines. The fast ``tokenizers`` library does the work (truncation
 ``longest_first`` like transformers' ``tokenizer(q, d, truncation=True)``), and the
 batch is sorted by real token length and cut into chunks so that padding stays small:
 a batch that mixes short and long pairs runs as a few forward passes instead of one
-padded to the longest pair.
+padded to the longest pair. Engines that run packed tokens (``packed_bert``) get the
+pairs back to back instead, with no padding to plan.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
+
+import itertools
 
 import numpy as np
 
-from rerankpool.worker.engines.base import Chunk, EncodedBatch
+from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,28 @@ class ChunkPolicy:
     overhead_tokens: int = 32
     max_tokens: int | None = None
     pad_multiple: int = 1
+    packed: bool = False  # packed chunks (no padding), cut only by ``max_tokens`` of real tokens
 
 
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def plan_packed(lengths: Sequence[int], max_tokens: int | None) -> list[np.ndarray]:
+    """Rows sorted by length, cut so that no chunk holds more than ``max_tokens`` tokens."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lens, kind="stable")
+    if max_tokens is None or not len(order):
+        return [order] if len(order) else []
+    chunks: list[np.ndarray] = []
+    start = used = 0
+    for pos, row in enumerate(order):
+        if pos > start and used + lens[row] > max_tokens:
+            chunks.append(order[start:pos])
+            start, used = pos, 0
+        used += int(lens[row])
+    chunks.append(order[start:])
+    return chunks
 
 
 def plan_chunks(lengths: Sequence[int], policy: ChunkPolicy = ChunkPolicy()) -> list[np.ndarray]:
@@ -87,6 +108,17 @@ class PairTokenizer:
         encodings = self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)])
         lengths = [len(e.ids) for e in encodings]
         batch = EncodedBatch(size=len(encodings))
+        if policy.packed:
+            for rows in plan_packed(lengths, policy.max_tokens):
+                batch.chunks.append(
+                    PackedChunk(
+                        rows=rows,
+                        input_ids=_concat(encodings[r].ids for r in rows),
+                        token_type_ids=_concat(encodings[r].type_ids for r in rows),
+                        lengths=np.asarray([lengths[r] for r in rows], dtype=np.int64),
+                    )
+                )
+            return batch
         for rows in plan_chunks(lengths, policy):
             width = round_up(max(lengths[r] for r in rows), policy.pad_multiple)
             ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
@@ -100,3 +132,7 @@ class PairTokenizer:
                 mask[i, :n] = 1
             batch.chunks.append(Chunk(rows=rows, input_ids=ids, attention_mask=mask, token_type_ids=types))
         return batch
+
+
+def _concat(rows: Iterable[list[int]]) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)

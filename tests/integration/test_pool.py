@@ -33,6 +33,8 @@ POOLS = {
         workers=2, broker_args=["--max-batch", "3", "--bucket-edges", "16,24,32,64,128,512"]
     ),
     "big-batches-1-worker": dict(workers=1, broker_args=["--max-batch", "64", "--bucket-edges", "512"]),
+    # The packed forward pass (the CUDA default), here on CPU with grouped attention.
+    "packed-1-worker": dict(workers=1, broker_args=["--bucket-edges", "512"], worker_args=["--packed"]),
 }
 
 
@@ -130,3 +132,18 @@ def test_stats_report_batches_and_workers(pool):
     event = stats["events"][-1]
     assert event["padded_tokens"] >= event["real_tokens"] > 0
     assert event["size"] >= 1 and event["inference_ms"] > 0
+
+
+def test_bench_load_from_several_processes_gets_every_reply(pool):
+    from rerankpool.bench.load import BenchRequest, run_load
+
+    rng = random.Random(7)
+    requests = [
+        BenchRequest(tuple((f"query {i}", d) for d in mixed_docs(rng.randint(1, 6), i)), rerank=bool(i % 2))
+        for i in range(24)
+    ]
+    done: list[int] = []
+    wall_s, samples = run_load(pool.frontend, requests, concurrency=4, on_done=done.append, processes=2)
+    assert len(samples) == len(requests) and all(s.ok for s in samples)
+    assert sum(s.pairs for s in samples) == sum(done) == sum(r.size for r in requests)
+    assert 0 < wall_s >= max(s.end_s for s in samples) - min(s.start_s for s in samples)

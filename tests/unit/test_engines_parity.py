@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rerankpool.worker.engines import ENGINES, load_engine
-from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError, PackedChunk
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -83,9 +83,61 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
+def packed(chunk: Chunk) -> PackedChunk:
+    """The same pairs with their padding stripped, back to back (sorted by length, as the tokenizer does)."""
+    lengths = chunk.attention_mask.sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    return PackedChunk(
+        rows=order,
+        input_ids=np.concatenate([chunk.input_ids[r, : lengths[r]] for r in order]),
+        token_type_ids=np.concatenate([chunk.token_type_ids[r, : lengths[r]] for r in order]),
+        lengths=lengths[order],
+    )
+
+
 def test_engines_are_registered():
     assert ENGINES["mlx"] == ("rerankpool.worker.engines.mlx_engine", "MlxEngine")
     assert ENGINES["onnx"] == ("rerankpool.worker.engines.onnx_engine", "OnnxEngine")
+
+
+# --- torch, packed tokens -------------------------------------------------------------------
+
+
+def test_torch_packed_matches_padded(checkpoint, chunks, torch_scores):
+    """Packed tokens (grouped attention on CPU) give the padded forward pass's scores."""
+    engine = load_engine(EngineConfig(checkpoint, engine="torch", packed=True))
+    assert engine.packed
+    for chunk, ref in zip(chunks, torch_scores):
+        p = packed(chunk)
+        got = np.empty_like(ref)
+        got[p.rows] = engine.forward(p)
+        assert np.abs(got - ref).max() < FP32_ATOL
+
+
+def test_torch_packed_refuses_a_non_bert_model(tmp_path):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=130, num_labels=1,
+    )
+    RobertaForSequenceClassification(config).save_pretrained(tmp_path)
+    with pytest.raises(EngineLoadError, match="model_type 'roberta' is not bert"):
+        load_engine(EngineConfig(tmp_path, engine="torch", packed=True))
+    assert not load_engine(EngineConfig(tmp_path, engine="torch")).packed  # CPU default: padded
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="varlen attention needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torch_packed_varlen_on_cuda_matches_padded(checkpoint, chunks, dtype):
+    padded = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype=dtype, packed=False))
+    engine = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype=dtype))
+    assert engine.packed and engine.packed_model.attention == "varlen"
+    for chunk in chunks:
+        p = packed(chunk)
+        got = np.empty(len(p.rows), np.float32)
+        got[p.rows] = engine.forward(p)
+        assert np.abs(got - padded.forward(chunk)).max() < HALF_ATOL[dtype]
 
 
 # --- MLX ----------------------------------------------------------------------------------
@@ -276,10 +328,11 @@ def score_items(engine: Engine, tokenizer, items, max_docs: int | None = None) -
     from rerankpool.worker.engines.base import run_batch
     from rerankpool.worker.tokenize import ChunkPolicy
 
+    policy = ChunkPolicy(packed=True) if getattr(engine, "packed", False) else ChunkPolicy(pad_multiple=16)
     out = []
     for item in items:
         docs = item.docs[:max_docs]
-        batch = tokenizer.encode([item.query], [0] * len(docs), docs, ChunkPolicy(pad_multiple=16))
+        batch = tokenizer.encode([item.query], [0] * len(docs), docs, policy)
         out.append(run_batch(engine, batch).tolist())
     return out
 
@@ -295,10 +348,14 @@ def test_default_model_fp32_parity_on_real_pairs(default_model, squad_items):
     tokenizer = PairTokenizer(default_model.path / "tokenizer.json")
     items, max_docs = squad_items[:2], 6
     ref = np.array(score_items(load_engine(EngineConfig(default_model.path)), tokenizer, items, max_docs))
-    kinds = ["onnx", "mlx"] if HAVE_MLX else ["onnx"]
-    for kind in kinds:
-        engine = load_engine(EngineConfig(default_model.path, engine=kind))
-        got = np.array(score_items(engine, tokenizer, items, max_docs))
+    configs = {
+        "onnx": EngineConfig(default_model.path, engine="onnx"),
+        "torch packed": EngineConfig(default_model.path, engine="torch", packed=True),
+    }
+    if HAVE_MLX:
+        configs["mlx"] = EngineConfig(default_model.path, engine="mlx")
+    for kind, config in configs.items():
+        got = np.array(score_items(load_engine(config), tokenizer, items, max_docs))
         assert np.abs(got - ref).max() < FP32_ATOL, kind
 
 

@@ -30,6 +30,7 @@ class EngineConfig:
     threads: int | None = None  # intra-op threads; None lets the runtime decide
     compile: bool = False  # torch.compile / mx.compile where supported
     onnx_path: Path | None = None  # a ready ONNX file of this model, if one ships
+    packed: bool | None = None  # torch: run BERT on packed tokens (None: on CUDA, where it pays)
 
 
 @dataclass
@@ -55,11 +56,34 @@ class Chunk:
 
 
 @dataclass
+class PackedChunk:
+    """One forward pass over packed tokens: the pairs back to back, no padding at all.
+
+    ``lengths`` (ascending) gives each pair's token count; ``rows`` indexes the batch's
+    pairs as in ``Chunk``. Token arrays are 1-D, ``sum(lengths)`` long. Only engines
+    with ``packed = True`` receive these.
+    """
+
+    rows: np.ndarray
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def padded_tokens(self) -> int:
+        return int(self.input_ids.size)
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.input_ids.size)
+
+
+@dataclass
 class EncodedBatch:
     """A tokenized batch, split into chunks of similar length."""
 
     size: int
-    chunks: list[Chunk] = field(default_factory=list)
+    chunks: list[Chunk | PackedChunk] = field(default_factory=list)
 
     @property
     def real_tokens(self) -> int:
@@ -72,13 +96,16 @@ class EncodedBatch:
 
 @runtime_checkable
 class Engine(Protocol):
-    """A loaded model on one device. ``forward`` returns raw logits, float32, shape [n]."""
+    """A loaded model on one device. ``forward`` returns raw logits, float32, shape [n].
+
+    An engine that sets ``packed = True`` is given ``PackedChunk``s instead of ``Chunk``s.
+    """
 
     name: str
     device: str
     dtype: str
 
-    def forward(self, chunk: Chunk) -> np.ndarray: ...
+    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray: ...
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         """Run once per (batch, length) shape so first requests don't pay compile costs."""

@@ -1,4 +1,11 @@
-"""PyTorch / transformers engine: AutoModelForSequenceClassification under inference_mode."""
+"""PyTorch / transformers engine: AutoModelForSequenceClassification under inference_mode.
+
+On CUDA, BERT models run on packed tokens (``packed_bert``): no padding in the dense
+layers and FlashAttention's variable-length kernel, so a batch of mixed lengths is one
+forward pass with no padding waste. Elsewhere (and for other architectures) the padded
+transformers forward pass runs on length-sorted chunks: on CPU it measured as fast as
+packed, since the chunks there already hold little padding.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import logging
 
 import numpy as np
 
-from rerankpool.worker.engines.base import Chunk, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.base import Chunk, EngineConfig, EngineLoadError, PackedChunk
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +65,37 @@ class TorchEngine:
                 "single-score cross-encoders (num_labels=1)"
             )
         self.model = model.eval().to(self.device)
+        self.packed_model = self._packed_runner(config)
+        self.packed = self.packed_model is not None
         if config.compile:
             self.model = torch.compile(self.model, dynamic=False)
-        logger.info("torch engine: %s on %s (%s)", config.model_path, self.device, self.dtype)
+        logger.info(
+            "torch engine: %s on %s (%s%s)", config.model_path, self.device, self.dtype,
+            f", packed, {self.packed_model.attention} attention" if self.packed_model else "",
+        )
 
-    def forward(self, chunk: Chunk) -> np.ndarray:
+    def _packed_runner(self, config: EngineConfig):
+        """The packed forward pass, if asked for (or, by default, on CUDA) and the model allows it."""
+        from rerankpool.worker.engines.packed_bert import PackedBert, supports
+
+        wanted = config.packed if config.packed is not None else self.device.startswith("cuda")
+        if not wanted:
+            return None
+        reason = supports(self.model)
+        if reason is not None:
+            if config.packed:
+                raise EngineLoadError(f"--packed: {reason}; run without --packed")
+            logger.info("packed forward pass not used: %s", reason)
+            return None
+        return PackedBert(self.model)
+
+    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
         torch = self._torch
+        if isinstance(chunk, PackedChunk):
+            from rerankpool.worker.engines.packed_bert import PackedInputs
+
+            inputs = PackedInputs.build(chunk.input_ids, chunk.token_type_ids, chunk.lengths, self.device)
+            return self.packed_model(inputs).float().cpu().numpy()
         with torch.inference_mode():
             inputs = {
                 "input_ids": torch.from_numpy(chunk.input_ids).to(self.device, non_blocking=True),
@@ -75,6 +107,11 @@ class TorchEngine:
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         for rows, length in shapes:
+            if self.packed:
+                lengths = np.full(rows, length, dtype=np.int64)
+                ids = np.ones(rows * length, dtype=np.int64)
+                self.forward(PackedChunk(np.arange(rows), ids, np.zeros_like(ids), lengths))
+                continue
             ids = np.ones((rows, length), dtype=np.int64)
             self.forward(Chunk(np.arange(rows), ids, ids, np.zeros_like(ids)))
 
