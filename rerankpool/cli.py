@@ -40,6 +40,8 @@ def broker_flags() -> argparse.ArgumentParser:
                    help="longest a partial batch waits for more pairs while every worker is busy")
     g.add_argument("--bucket-edges", type=_ints, default=DEFAULT_BUCKET_EDGES,
                    help="upper token lengths of the length buckets, comma-separated")
+    g.add_argument("--split-min", type=int, default=b.split_min,
+                   help="idle workers share a small queue in batches of at least this many pairs (0: never split)")
     g.add_argument("--request-timeout-ms", type=int, default=30_000, help="deadline of requests that name none")
     g.add_argument("--max-queued-pairs", type=int, default=200_000,
                    help="queue bound; beyond it requests get an 'overloaded' error at once")
@@ -97,7 +99,9 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
         frontend=args.frontend,
         backend=args.backend,
         core=CoreConfig(
-            batching=BatchingConfig(args.max_batch, args.max_batch_tokens, args.batch_timeout_ms, args.bucket_edges),
+            batching=BatchingConfig(
+                args.max_batch, args.max_batch_tokens, args.batch_timeout_ms, args.bucket_edges, args.split_min
+            ),
             liveness=LivenessConfig(args.heartbeat_interval_s, args.liveness),
             request_timeout_ms=args.request_timeout_ms,
             max_queued_pairs=args.max_queued_pairs,
@@ -274,7 +278,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         candidates=args.candidates, repeat=args.repeat, device=args.device, connect=args.connect,
         baseline=args.baseline, baseline_batch_size=args.baseline_batch_size, ceilings=args.ceilings,
         sample_interval_s=args.sample_interval_s, broker_args=args.broker_args, worker_args=args.worker_args,
-        load_processes=args.load_processes, synthetic_words=args.synthetic_words, title=args.title or out.name, description=args.description,
+        load_processes=args.load_processes, synthetic_words=args.synthetic_words,
+        title=args.title or out.name, description=args.description,
     )
     return report(write_outputs(run_sweep(config), config.out_dir, compare))
 

@@ -10,7 +10,9 @@ When is a bucket shipped? (``Dispatcher`` in ``server.py`` applies this rule.)
 * Full: it holds ``max_batch`` pairs or ``max_batch_tokens`` padded tokens.
 * Due: its oldest pair has waited ``timeout_ms``.
 * Idle worker: a worker with nothing in flight takes the best batch there is *now*
-  (``pop_any``), even a partial one, merged across buckets.
+  (``pop_any``), even a partial one, merged across buckets. When several workers are
+  idle, a small queue is shared among them (batches of at least ``split_min`` pairs),
+  so a lone request is tokenized and run by several workers at once.
 
 At low load a worker is idle when a request arrives, so it is served at once. At
 high load every worker already has a batch running, so pairs collect until buckets
@@ -39,10 +41,13 @@ class BatchingConfig:
     max_batch_tokens: int = 16_384
     timeout_ms: float = 5.0
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES
+    split_min: int = 8  # idle workers share a small queue in batches of >= this many pairs (0: never split)
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_batch_tokens < 1:
             raise ValueError("max_batch and max_batch_tokens must be >= 1")
+        if self.split_min < 0:
+            raise ValueError("split_min must be >= 0")
         if self.timeout_ms < 0:
             raise ValueError("timeout_ms must be >= 0")
         edges = self.bucket_edges
@@ -146,8 +151,9 @@ class Batcher:
                 overdue = bucket
         return self._cut(overdue) if overdue is not None else None
 
-    def pop_any(self, now: float) -> list[Pair] | None:
+    def pop_any(self, now: float, max_pairs: int | None = None) -> list[Pair] | None:
         """For an idle worker: the oldest bucket's pairs, topped up from other buckets, oldest first."""
+        limit = self.config.max_batch if max_pairs is None else min(max_pairs, self.config.max_batch)
         for bucket in self._buckets:
             self._prune_head(bucket)
         ready = sorted((b for b in self._buckets if b.pairs), key=Bucket.oldest)
@@ -156,11 +162,11 @@ class Batcher:
         out: list[Pair] = []
         used = 0
         for bucket in ready:
-            if len(out) >= self.config.max_batch or used >= self.config.max_batch_tokens:
+            if len(out) >= limit or used >= self.config.max_batch_tokens:
                 break
             if out and used + bucket.edge > self.config.max_batch_tokens:
                 continue
-            used += self._take(bucket, self.config.max_batch, self.config.max_batch_tokens - used, out)
+            used += self._take(bucket, limit, self.config.max_batch_tokens - used, out)
         return out or None
 
     def _cut(self, bucket: Bucket) -> list[Pair] | None:

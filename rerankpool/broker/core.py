@@ -227,11 +227,19 @@ class PoolCore:
             pairs = self.batcher.pop_due(now)
             if pairs is None:
                 worker = self.workers.pick(idle_only=True)
-                pairs = self.batcher.pop_any(now) if worker is not None else None
+                pairs = self.batcher.pop_any(now, self._share()) if worker is not None else None
                 if pairs is None:
                     break
             sends.append((worker, self._assign(worker, pairs, now)))  # type: ignore[arg-type]
         return sends
+
+    def _share(self) -> int | None:
+        """An idle worker's share of a small queue when several workers are idle (None: all of it)."""
+        split_min = self.config.batching.split_min
+        idle = self.workers.idle_count()
+        if not split_min or idle < 2:
+            return None
+        return max(split_min, -(-len(self.batcher) // idle))
 
     def _assign(self, worker: WorkerState, pairs: list[Pair], now: float) -> Batch:
         batch = Batch(self._next_batch_id, pairs)

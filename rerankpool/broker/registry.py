@@ -117,6 +117,10 @@ class WorkerRegistry:
                 best = worker
         return best
 
+    def idle_count(self) -> int:
+        """Workers with nothing in flight that can take a batch."""
+        return sum(1 for w in self._workers.values() if not w.in_flight and w.free_credit > 0)
+
     def assign(self, worker: WorkerState, batch: Batch, now: float) -> None:
         if worker.free_credit <= 0:
             raise RuntimeError(f"worker {worker.name} has no free credit")

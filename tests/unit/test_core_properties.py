@@ -33,6 +33,7 @@ configs = st.builds(
     max_batch_tokens=st.integers(16, 2048),
     timeout_ms=st.floats(0, 20),
     bucket_edges=st.sampled_from([(512,), (32, 64, 128, 512), (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)]),
+    split_min=st.sampled_from([0, 1, 3, 8]),
 )
 docs = st.lists(st.text(alphabet="abc ", min_size=0, max_size=300), min_size=1, max_size=15)
 requests = st.lists(st.tuples(st.sampled_from([OP_RERANK, OP_SCORE]), docs, st.integers(1, 3)), min_size=1, max_size=8)
@@ -110,7 +111,9 @@ class Simulation:
             self.join(2)
         for _ in range(10_000):
             self.step()
-            if not len(self.core.requests):
+            # Done when every request is answered and the live workers have returned what they
+            # hold (a batch of a request that already failed still runs; its result is discarded).
+            if not len(self.core.requests) and not any(self.held[i] for i in self.live):
                 return
             if any(self.held[i] for i in self.live):
                 self.complete(0, 0) if self.held[self.live[0]] else self.complete(1, 0)
@@ -216,6 +219,34 @@ def test_idle_worker_is_served_at_once_busy_workers_wait_for_full_batches():
     core.admit((b"c", 4), Request(4, OP_SCORE, ["q"], None, ["d"]), 0.003)
     assert core.dispatch(0.012) == []  # 2 in flight of 3: partial batch waits until 0.013
     assert len(core.dispatch(0.0131)) == 1
+
+
+def test_idle_workers_share_a_small_request():
+    """A lone 32-pair request on 4 idle workers goes out as 4 batches of 8, so 4 tokenizers work on it."""
+    batching = BatchingConfig(max_batch=256, max_batch_tokens=1 << 20, bucket_edges=(512,), split_min=8)
+    core = PoolCore(CoreConfig(batching=batching))
+    for name in (b"a", b"b", b"c", b"d"):
+        core.register(name, info(2), 0.0)
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 32), 0.0)
+    sends = core.dispatch(0.0)
+    assert sorted(len(batch.pairs) for _, batch in sends) == [8, 8, 8, 8]
+    assert len({worker.identity for worker, _ in sends}) == 4
+    # Fewer pairs than split_min per worker: fewer, fuller batches; split_min=0 never splits.
+    core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
+    assert core.dispatch(0.0) == []  # every worker is busy now: the pairs wait for a full batch or the timeout
+    unsplit = PoolCore(CoreConfig(batching=BatchingConfig(bucket_edges=(512,), split_min=0)))
+    for name in (b"a", b"b"):
+        unsplit.register(name, info(2), 0.0)
+    unsplit.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
+    assert [len(batch.pairs) for _, batch in unsplit.dispatch(0.0)] == [10]
+
+
+def test_idle_workers_split_no_finer_than_split_min():
+    core = PoolCore(CoreConfig(batching=BatchingConfig(bucket_edges=(512,), split_min=8)))
+    for name in (b"a", b"b", b"c", b"d"):
+        core.register(name, info(2), 0.0)
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
+    assert sorted(len(batch.pairs) for _, batch in core.dispatch(0.0)) == [2, 8]
 
 
 @settings(max_examples=40, deadline=None)

@@ -7,7 +7,8 @@ for ~160-token pairs, then compute on real tokens only, whatever the mix of leng
 Only attention needs to know where each pair starts:
 
 - ``varlen``: on CUDA, FlashAttention's variable-length kernel takes the cumulative
-  sequence offsets and pads nothing (as Text Embeddings Inference does).
+  sequence offsets and pads nothing (as Text Embeddings Inference does). It is checked
+  against ``grouped`` when the model loads, and ``grouped`` is used if it is missing.
 - ``grouped``: anywhere else, pairs of similar length (consecutive, since they are
   sorted) are scattered into small padded groups for ``scaled_dot_product_attention``
   with a key mask, and gathered back.
@@ -20,6 +21,7 @@ float rounding (tested on CPU in fp32 to 1e-4).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from rerankpool.worker.tokenize import plan_chunks, ChunkPolicy
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 GROUP_POLICY = ChunkPolicy(overhead_tokens=256)  # attention padding allowed before a new group
@@ -121,7 +125,12 @@ class GroupedAttention:
 
 
 class VarlenAttention:
-    """FlashAttention over packed tokens with cumulative offsets (CUDA, fp16/bf16)."""
+    """FlashAttention over packed tokens with cumulative offsets (CUDA, fp16/bf16).
+
+    Calls the aten kernel directly: ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.9)
+    wraps the same kernel in a Python custom op and, on some GPUs, routes to cuDNN, which
+    builds a plan per new shape; packed batches have a new shape almost every time.
+    """
 
     def __init__(self, inputs: PackedInputs, heads: int) -> None:
         self.cu_seqlens = inputs.cu_seqlens
@@ -130,18 +139,9 @@ class VarlenAttention:
     def __call__(self, qkv: torch.Tensor) -> torch.Tensor:
         total, _, heads, head_dim = qkv.shape
         q, k, v = qkv.unbind(1)
-        context = varlen_attention(q, k, v, self.cu_seqlens, self.max_len)
+        cu, n = self.cu_seqlens, self.max_len
+        context = torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, n, n, 0.0, False, False)[0]
         return context.reshape(total, heads * head_dim)
-
-
-def varlen_attention(q, k, v, cu_seqlens: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Non-causal variable-length attention: torch's public API when it has one, else the aten op."""
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:  # torch < 2.9
-        flash = torch.ops.aten._flash_attention_forward
-        return flash(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, 0.0, False, False)[0]
-    return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len)
 
 
 class PackedBert:
@@ -164,6 +164,8 @@ class PackedBert:
             attention = "varlen" if device.type == "cuda" and half else "grouped"
         if attention not in ("varlen", "grouped"):
             raise ValueError(f"attention must be varlen, grouped or auto, not {attention!r}")
+        if attention == "varlen" and not self._varlen_works(device, model.dtype):
+            attention = "grouped"
         self.attention = attention
         self.layers = []
         for layer in model.bert.encoder.layer:
@@ -171,6 +173,23 @@ class PackedBert:
             qkv_w = torch.cat([att.self.query.weight, att.self.key.weight, att.self.value.weight]).detach()
             qkv_b = torch.cat([att.self.query.bias, att.self.key.bias, att.self.value.bias]).detach()
             self.layers.append((qkv_w, qkv_b, att.output, layer.intermediate.dense, layer.output))
+
+    def _varlen_works(self, device: torch.device, dtype: torch.dtype) -> bool:
+        """Check the FlashAttention kernel against grouped attention once; this torch may lack it."""
+        lengths = np.array([3, 17, 40])
+        inputs = PackedInputs.build(np.zeros(60, np.int64), np.zeros(60, np.int64), lengths, str(device))
+        qkv = torch.randn(60, 3, self.heads, self.head_dim, device=device, dtype=dtype)
+        try:
+            with torch.inference_mode():
+                got = VarlenAttention(inputs, self.heads)(qkv).float()
+                want = GroupedAttention(inputs, self.heads)(qkv).float()
+        except (RuntimeError, NotImplementedError, AttributeError) as exc:
+            logger.warning("FlashAttention varlen kernel unavailable (%s); packed attention runs grouped", exc)
+            return False
+        if not torch.allclose(got, want, atol=2e-2):
+            logger.warning("FlashAttention varlen kernel disagrees with SDPA here; packed attention runs grouped")
+            return False
+        return True
 
     @torch.inference_mode()
     def __call__(self, inputs: PackedInputs) -> torch.Tensor:

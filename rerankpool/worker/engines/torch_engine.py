@@ -65,6 +65,9 @@ class TorchEngine:
                 "single-score cross-encoders (num_labels=1)"
             )
         self.model = model.eval().to(self.device)
+        # Wait for the GPU by sleeping, not spinning: a spinning worker burns a core the
+        # tokenizers of all workers on the host need (CUDA's default spins when it can).
+        self._done = torch.cuda.Event(blocking=True) if self.device.startswith("cuda") else None
         self.packed_model = self._packed_runner(config)
         self.packed = self.packed_model is not None
         if config.compile:
@@ -95,15 +98,20 @@ class TorchEngine:
             from rerankpool.worker.engines.packed_bert import PackedInputs
 
             inputs = PackedInputs.build(chunk.input_ids, chunk.token_type_ids, chunk.lengths, self.device)
-            return self.packed_model(inputs).float().cpu().numpy()
+            return self._to_host(self.packed_model(inputs))
         with torch.inference_mode():
             inputs = {
                 "input_ids": torch.from_numpy(chunk.input_ids).to(self.device, non_blocking=True),
                 "attention_mask": torch.from_numpy(chunk.attention_mask).to(self.device, non_blocking=True),
                 "token_type_ids": torch.from_numpy(chunk.token_type_ids).to(self.device, non_blocking=True),
             }
-            logits = self.model(**inputs).logits
-            return logits[:, 0].float().cpu().numpy()
+            return self._to_host(self.model(**inputs).logits[:, 0])
+
+    def _to_host(self, scores) -> np.ndarray:
+        if self._done is not None:
+            self._done.record()
+            self._done.synchronize()
+        return scores.float().cpu().numpy()
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         for rows, length in shapes:
