@@ -82,6 +82,8 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile / mx.compile the forward pass")
     g.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
                    help="torch, BERT models: run packed tokens with no padding (default: on for CUDA)")
+    g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                   help="packed on CUDA: run small batches eager instead of replaying CUDA graphs")
     g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
     return p
 
@@ -129,7 +131,8 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
     base = WorkerConfig(
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
-        packed=args.packed, warmup=args.warmup, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
+        packed=args.packed, cuda_graphs=args.cuda_graphs, warmup=args.warmup,
+        heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
         security=security,
     )
     return WorkerPool(worker_configs(base, n, devices))

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# H100, packed forward pass: GPU parity tests, then L6 (SQuAD and ~70-token synthetic pairs) and
+# H100, packed forward pass: GPU parity tests, the small-batch latency probe, then L6 (SQuAD and ~70-token synthetic pairs) and
 # L12 sweeps against CrossEncoder.predict and both ceilings, then the stage profile.
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 python3 -c "import torch, transformers, sentence_transformers as st; print(torch.__version__, transformers.__version__, st.__version__)" | tee -a $R/host.txt
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py -k "cuda or packed" 2>&1 | tail -3 | tee $R/gpu-tests.txt
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py -k "cuda or packed or graph" 2>&1 \
+  | tail -3 | tee $R/gpu-tests.txt
+RAYON_NUM_THREADS=8 timeout 150 python3 bench/gpu/latency_probe.py /tmp/l6 8 32 2>&1 | grep -v Warn | tee $R/latency-probe-l6.txt
 POOL="--device cuda --engine torch:float16 --workers 4"
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
 T=200 run --out $R/h100-l6-packed --model /tmp/l6 $POOL --batch 32 --concurrency 1,64,128 --pairs 30000 \

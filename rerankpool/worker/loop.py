@@ -61,6 +61,7 @@ class WorkerConfig:
     reconnect_max_s: float = 8.0
     chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
     packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
+    cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
 
@@ -97,6 +98,7 @@ class Worker:
             compile=config.compile,
             onnx_path=self.model.onnx_path,
             packed=config.packed,
+            cuda_graphs=config.cuda_graphs,
         )
         self.engine = load_engine(engine_config)
         self.policy = config.policy(packed=getattr(self.engine, "packed", False))

@@ -140,6 +140,33 @@ def test_torch_packed_varlen_on_cuda_matches_padded(checkpoint, chunks, dtype):
         assert np.abs(got - padded.forward(chunk)).max() < HALF_ATOL[dtype]
 
 
+def test_graph_layout_puts_real_tokens_first_and_empty_rows_after():
+    from rerankpool.worker.engines.packed_bert import graph_layout
+
+    ids, types, lengths = np.arange(1, 8), np.array([0, 0, 1, 0, 0, 1, 1]), np.array([3, 4])
+    host, cu = graph_layout(ids, types, lengths, capacity=10, rows=4)
+    assert host[0].tolist() == [1, 2, 3, 4, 5, 6, 7, 0, 0, 0]
+    assert host[1].tolist() == [0, 0, 1, 0, 0, 1, 1, 0, 0, 0]
+    assert host[2, :7].tolist() == [0, 1, 2, 0, 1, 2, 3]  # positions restart with each pair
+    assert cu.tolist() == [0, 3, 7, 7, 7]  # rows past the real ones are empty
+    with pytest.raises(ValueError):
+        graph_layout(ids, types, lengths, capacity=7, rows=4)  # no free tail token
+    with pytest.raises(ValueError):
+        graph_layout(ids, types, lengths, capacity=10, rows=1)
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="CUDA graphs need a CUDA GPU")
+def test_torch_cuda_graphs_match_eager(checkpoint, chunks):
+    eager = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16", cuda_graphs=False))
+    graphed = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16"))
+    assert graphed.graphs is not None and eager.graphs is None
+    for chunk in chunks:
+        p = packed(chunk)
+        got = graphed.forward(p)
+        assert p.computed_tokens is not None and p.computed_tokens > p.input_ids.size  # ran from a graph
+        assert np.abs(got - eager.forward(packed(chunk))).max() < HALF_ATOL["float16"]
+
+
 # --- MLX ----------------------------------------------------------------------------------
 
 

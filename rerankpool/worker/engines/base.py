@@ -31,6 +31,7 @@ class EngineConfig:
     compile: bool = False  # torch.compile / mx.compile where supported
     onnx_path: Path | None = None  # a ready ONNX file of this model, if one ships
     packed: bool | None = None  # torch: run BERT on packed tokens (None: on CUDA, where it pays)
+    cuda_graphs: bool = True  # torch, packed on CUDA: replay small batches from CUDA graphs
 
 
 @dataclass
@@ -68,10 +69,11 @@ class PackedChunk:
     input_ids: np.ndarray
     token_type_ids: np.ndarray
     lengths: np.ndarray
+    computed_tokens: int | None = None  # set by an engine that pads it (a CUDA graph's capacity)
 
     @property
     def padded_tokens(self) -> int:
-        return int(self.input_ids.size)
+        return self.computed_tokens or int(self.input_ids.size)
 
     @property
     def real_tokens(self) -> int:

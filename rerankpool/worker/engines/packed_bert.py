@@ -212,3 +212,91 @@ class PackedBert:
         cls = x[inputs.cu_seqlens[:-1].long()]
         pooled = torch.tanh(bert.pooler.dense(cls))
         return self.model.classifier(pooled)[:, 0]
+
+
+# Token capacities of the CUDA graphs for small batches; each holds up to capacity // 8 pairs.
+GRAPH_TOKEN_BUCKETS = (512, 1024, 2048, 3072, 4096, 6144, 8192)
+
+
+def graph_layout(
+    input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, capacity: int, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Host arrays for a graph of ``capacity`` tokens and ``rows`` pairs: [3, capacity] ids and cu_seqlens.
+
+    The real tokens come first; the tail is pad tokens that belong to no pair (rows past
+    the real ones have length 0). Every op but attention works token by token, and
+    attention only mixes tokens of one pair, so the tail cannot reach a real score.
+    """
+    total = int(lengths.sum())
+    if total >= capacity or len(lengths) > rows:
+        raise ValueError(f"{len(lengths)} pairs / {total} tokens do not fit a graph of {rows} / {capacity}")
+    host = np.zeros((3, capacity), dtype=np.int64)
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    host[0, :total] = input_ids
+    host[1, :total] = token_type_ids
+    host[2, :total] = np.arange(total) - np.repeat(starts[:-1], lengths)
+    cu = np.full(rows + 1, total, dtype=np.int32)
+    cu[: len(starts)] = starts
+    return host, cu
+
+
+class GraphedPackedBert:
+    """The packed forward pass replayed from CUDA graphs, for batches of up to 8,192 tokens.
+
+    Eager PyTorch spends ~2.8 ms of CPU launching the ~100 kernels of a MiniLM-L6 pass
+    (measured on the H100 host), whatever the batch size, while a small batch's GPU work
+    takes a fraction of a millisecond. A graph per token capacity replays them in one
+    launch. Small batches pad up to the next capacity (reported as padding); large ones
+    run eager, where launches are a small share.
+    """
+
+    def __init__(self, packed: PackedBert, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
+        if packed.attention != "varlen":
+            raise ValueError("CUDA graphs need the varlen attention path")
+        self.packed = packed
+        self.max_len = max_len
+        self.device = packed.device
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        pool = None
+        for capacity in sorted(buckets, reverse=True):  # largest first, so smaller ones reuse its memory
+            rows = max(8, capacity // 8)
+            host_ids = torch.zeros((3, capacity), dtype=torch.int64, device=self.device)
+            cu = torch.zeros(rows + 1, dtype=torch.int32, device=self.device)
+            lengths = np.full(rows, capacity // rows)
+            ids, cu_host = graph_layout(np.ones(capacity, np.int64), np.zeros(capacity, np.int64), lengths,
+                                        capacity, rows)
+            host_ids.copy_(torch.from_numpy(ids))
+            cu.copy_(torch.from_numpy(cu_host))
+            inputs = PackedInputs(host_ids[0], host_ids[1], host_ids[2], cu, lengths, max_len)
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    packed(inputs)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                out = packed(inputs)
+            pool = graph.pool()
+            self._graphs[capacity] = (graph, host_ids, cu, out)
+
+    def capacity_for(self, tokens: int, pairs: int) -> int | None:
+        """The smallest graph that holds the batch, or None (run it eager).
+
+        At least one tail token stays free, so that the score gather of the empty rows
+        (which point at the first tail token) stays in bounds.
+        """
+        for capacity in sorted(self._graphs):
+            if tokens < capacity and pairs <= self._graphs[capacity][2].numel() - 1:
+                return capacity
+        return None
+
+    def __call__(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray,
+                 capacity: int) -> torch.Tensor:
+        graph, host_ids, cu, out = self._graphs[capacity]
+        ids, cu_host = graph_layout(input_ids, token_type_ids, lengths, capacity, cu.numel() - 1)
+        host_ids.copy_(torch.from_numpy(ids))
+        cu.copy_(torch.from_numpy(cu_host))
+        graph.replay()
+        return out[: len(lengths)]

@@ -70,11 +70,17 @@ class TorchEngine:
         self._done = torch.cuda.Event(blocking=True) if self.device.startswith("cuda") else None
         self.packed_model = self._packed_runner(config)
         self.packed = self.packed_model is not None
+        self.graphs = None
+        if self.packed and config.cuda_graphs and self.packed_model.attention == "varlen":
+            from rerankpool.worker.engines.packed_bert import GraphedPackedBert
+
+            self.graphs = GraphedPackedBert(self.packed_model, config.max_length)
         if config.compile:
             self.model = torch.compile(self.model, dynamic=False)
         logger.info(
             "torch engine: %s on %s (%s%s)", config.model_path, self.device, self.dtype,
-            f", packed, {self.packed_model.attention} attention" if self.packed_model else "",
+            f", packed, {self.packed_model.attention} attention{', CUDA graphs' if self.graphs else ''}"
+            if self.packed_model else "",
         )
 
     def _packed_runner(self, config: EngineConfig):
@@ -97,6 +103,10 @@ class TorchEngine:
         if isinstance(chunk, PackedChunk):
             from rerankpool.worker.engines.packed_bert import PackedInputs
 
+            capacity = self.graphs.capacity_for(chunk.input_ids.size, len(chunk.lengths)) if self.graphs else None
+            if capacity is not None:
+                chunk.computed_tokens = capacity
+                return self._to_host(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity))
             inputs = PackedInputs.build(chunk.input_ids, chunk.token_type_ids, chunk.lengths, self.device)
             return self._to_host(self.packed_model(inputs))
         with torch.inference_mode():
