@@ -155,6 +155,18 @@ def test_graph_layout_puts_real_tokens_first_and_empty_rows_after():
         graph_layout(ids, types, lengths, capacity=10, rows=1)
 
 
+def test_every_graph_bucket_captures_a_layout_that_fits():
+    from rerankpool.worker.engines.packed_bert import GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout, graph_rows
+
+    for capacity in GRAPH_TOKEN_BUCKETS:
+        rows = graph_rows(capacity)
+        lengths = capture_lengths(capacity, rows)
+        total = int(lengths.sum())
+        host, cu = graph_layout(np.ones(total, np.int64), np.zeros(total, np.int64), lengths, capacity, rows)
+        assert len(lengths) == rows and (lengths >= 1).all() and total < capacity
+        assert cu[-1] == total and host.shape == (3, capacity)
+
+
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="CUDA graphs need a CUDA GPU")
 def test_torch_cuda_graphs_match_eager(checkpoint, chunks):
     eager = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16", cuda_graphs=False))

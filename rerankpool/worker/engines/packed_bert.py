@@ -241,6 +241,16 @@ def graph_layout(
     return host, cu
 
 
+def graph_rows(capacity: int) -> int:
+    """Pairs a graph of ``capacity`` tokens holds: 8 tokens a pair on average, at least 8 pairs."""
+    return max(8, capacity // 8)
+
+
+def capture_lengths(capacity: int, rows: int) -> np.ndarray:
+    """Pair lengths to capture a graph with: every row used, one tail token left free."""
+    return np.full(rows, (capacity - 1) // rows, dtype=np.int64)
+
+
 class GraphedPackedBert:
     """The packed forward pass replayed from CUDA graphs, for batches of up to 8,192 tokens.
 
@@ -260,12 +270,12 @@ class GraphedPackedBert:
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         pool = None
         for capacity in sorted(buckets, reverse=True):  # largest first, so smaller ones reuse its memory
-            rows = max(8, capacity // 8)
+            rows = graph_rows(capacity)
             host_ids = torch.zeros((3, capacity), dtype=torch.int64, device=self.device)
             cu = torch.zeros(rows + 1, dtype=torch.int32, device=self.device)
-            lengths = np.full(rows, capacity // rows)
-            ids, cu_host = graph_layout(np.ones(capacity, np.int64), np.zeros(capacity, np.int64), lengths,
-                                        capacity, rows)
+            lengths = capture_lengths(capacity, rows)
+            total = int(lengths.sum())
+            ids, cu_host = graph_layout(np.ones(total, np.int64), np.zeros(total, np.int64), lengths, capacity, rows)
             host_ids.copy_(torch.from_numpy(ids))
             cu.copy_(torch.from_numpy(cu_host))
             inputs = PackedInputs(host_ids[0], host_ids[1], host_ids[2], cu, lengths, max_len)

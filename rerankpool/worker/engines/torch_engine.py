@@ -74,7 +74,10 @@ class TorchEngine:
         if self.packed and config.cuda_graphs and self.packed_model.attention == "varlen":
             from rerankpool.worker.engines.packed_bert import GraphedPackedBert
 
-            self.graphs = GraphedPackedBert(self.packed_model, config.max_length)
+            try:
+                self.graphs = GraphedPackedBert(self.packed_model, config.max_length)
+            except (RuntimeError, ValueError) as exc:  # a driver or torch that cannot capture: run eager
+                logger.warning("CUDA graph capture failed (%s); small batches run eager", exc)
         if config.compile:
             self.model = torch.compile(self.model, dynamic=False)
         logger.info(
