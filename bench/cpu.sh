@@ -17,3 +17,9 @@ b --out $R/cpu-mlx --model minilm-l6-standin --dataset squad-rerank --queries 4 
   --concurrency 4 --engine mlx,torch --workers 1 \
   --title "2-core CPU: MLX (Linux CPU build) vs torch" \
   --description "mlx[cpu] on Linux runs a reference BLAS: a parity check of the engine, not a speed contest; on macOS it uses Metal"
+# The engines issue's workload: 50 queries x 20 candidates at once, every engine and dtype, 1 and 2 workers,
+# with the fp32 forward ceiling (the model alone on length-sorted batches) measured in the same run.
+b --out $R/cpu-engines-50x20 --model minilm-l6-standin --dataset squad-rerank --queries 50 --candidates 20 --batch 20 \
+  --concurrency 50 --engine torch,torch:bfloat16,onnx,onnx:int8 --workers 1,2 --baseline --ceilings \
+  --title "2-core CPU: engines on the 50x20 SQuAD workload (L6 stand-in)" \
+  --description "torch fp32 and bf16, ONNX Runtime fp32 and INT8, pools of 1 and 2 workers, 50 queries x 20 candidates at once"

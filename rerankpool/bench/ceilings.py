@@ -6,6 +6,12 @@ the model on length-sorted, pre-tokenized batches already on the device. The for
 pass is timed both padded (transformers, as the issue's ceiling was measured) and, where
 the engine runs packed tokens (CUDA), packed: the higher one is the model's ceiling. The
 pool's end-to-end throughput is then quoted as a fraction of the lower ceiling.
+
+A third, the compute ceiling, bounds any engine in a given dtype: the device's measured
+matmul rate at the model's own layer shapes, divided by the model's FLOPs per pair (from
+its config and the pairs' real token counts, no padding). No runtime can beat it without
+changing the arithmetic (another dtype, dropped inputs), so it says at once whether a
+target is reachable in that dtype on that machine.
 """
 
 from __future__ import annotations
@@ -38,6 +44,59 @@ def tokenizer_ceiling(
     wall = time.perf_counter() - start
     return BaselineResult("tokenizer ceiling", len(pairs), wall, chunk,
                           "tokenizers encode_batch in one process on all cores; no padding, no arrays")
+
+
+def bert_flops(config: dict, tokens: int) -> float:
+    """FLOPs of one BERT forward pass over one pair of ``tokens`` tokens (matmuls and attention)."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    per_layer = 2 * tokens * (4 * h * h + 2 * h * i) + 4 * tokens * tokens * h
+    return layers * per_layer + 2 * h * h + 2 * h
+
+
+def matmul_flops_per_s(hidden: int, intermediate: int, device: str, dtype: str, rows: int = 4096,
+                       repeats: int = 20) -> float:
+    """The device's matmul rate at the model's feed-forward shape ([rows, hidden] x [hidden, intermediate])."""
+    import torch
+
+    kind = getattr(torch, dtype)
+    a = torch.randn(rows, hidden, dtype=kind, device=device)
+    b = torch.randn(hidden, intermediate, dtype=kind, device=device)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(5):
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        sync()
+        times.append(time.perf_counter() - start)
+    return 2 * rows * hidden * intermediate * repeats / float(np.median(times))
+
+
+def compute_ceiling(model_path: Path, pairs: Sequence[tuple[str, str]], device: str, dtype: str,
+                    max_length: int = 512) -> BaselineResult:
+    """Pairs/s if every FLOP of the model ran at the device's measured matmul rate, with no padding."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    config = json.loads((model_path / "config.json").read_text())
+    tok = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length, strategy="longest_first")
+    flops = sum(bert_flops(config, len(e.ids)) for e in tok.encode_batch(list(pairs)))
+    rate = matmul_flops_per_s(config["hidden_size"], config["intermediate_size"], device, dtype)
+    return BaselineResult(
+        f"compute ceiling ({dtype}, {device})", len(pairs), flops / rate, 0,
+        f"{flops / len(pairs) / 1e9:.2f} GFLOP a pair at the measured {dtype} matmul rate of "
+        f"{rate / 1e9:,.0f} GFLOP/s; no engine in {dtype} can pass it",
+    )
 
 
 def forward_ceilings(

@@ -220,7 +220,7 @@ def _baseline(r: SweepResult, stats: list[ConfigStats]) -> str:
         "Measured in the same run, on the same pairs, so the ratios below compare like with like.",
         _table(
             ["Baseline", "Pairs", "Time(s)", "Batch Size", "Pairs/s", "Note"],
-            [(f"`{b.name}`", b.pairs, f"{b.wall_s:.2f}", b.batch_size, f"{b.pairs_per_s:.1f}", _cell(b.note))
+            [(f"`{b.name}`", b.pairs, f"{b.wall_s:.2f}", b.batch_size or "-", f"{b.pairs_per_s:.1f}", _cell(b.note))
              for b in r.baselines],
         ),
     ]

@@ -53,7 +53,7 @@ class SweepConfig:
     baseline: bool = False
     baseline_batch_size: int = 32
     ceilings: bool = False  # also measure the tokenizer and forward-pass ceilings on the same pairs
-    ceiling_dtype: str = "float16"
+    ceiling_dtype: str | None = None  # the forward ceiling's dtype (None: float16 on CUDA, else float32)
     sample_interval_s: float = 0.25
     warmup_requests: int = 4
     load_processes: int | None = None  # processes for the clients (None: by concurrency, see load.py)
@@ -182,7 +182,7 @@ def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
     """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
-    from rerankpool.bench.ceilings import forward_ceilings, tokenizer_ceiling
+    from rerankpool.bench.ceilings import compute_ceiling, forward_ceilings, tokenizer_ceiling
 
     requests, _ = build_requests(config, config.batches[0])
     pairs = all_pairs(requests)
@@ -197,7 +197,12 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
     if config.ceilings:
         logger.info("ceilings: tokenizer and forward pass on %d pairs", len(pairs))
         results.append(tokenizer_ceiling(model_path / "tokenizer.json", pairs))
-        results += forward_ceilings(model_path, pairs, config.device, config.ceiling_dtype)
+        on_gpu = config.device.startswith("cuda")
+        dtype = config.ceiling_dtype or ("float16" if on_gpu else "float32")
+        # Batches of 512 keep a GPU busy; on a CPU they fall out of cache, and 32 (as
+        # CrossEncoder.predict uses) runs fastest.
+        results += forward_ceilings(model_path, pairs, config.device, dtype, batch_size=512 if on_gpu else 32)
+        results.append(compute_ceiling(model_path, pairs, config.device, dtype))
     return results
 
 

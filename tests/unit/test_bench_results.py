@@ -74,3 +74,21 @@ def test_json_ignores_unknown_keys_and_refuses_other_formats(tmp_path) -> None:
     raw["format"] = "something-else/9"
     with pytest.raises(ValueError, match="unsupported sweep format"):
         SweepResult.from_dict(raw)
+
+
+def test_bert_flops_match_the_models_own_matmuls():
+    """The compute ceiling's FLOP count: 2 FLOPs per weight per token, plus attention's two n x n products."""
+    torch = pytest.importorskip("torch")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rerankpool.bench.ceilings import bert_flops
+
+    config = BertConfig(hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96, num_labels=1)
+    model = BertForSequenceClassification(config)
+    encoder_weights = sum(
+        m.weight.numel() for m in model.bert.encoder.modules() if isinstance(m, torch.nn.Linear)
+    )
+    n = 37
+    attention = config.num_hidden_layers * 4 * n * n * config.hidden_size
+    head = 2 * config.hidden_size * config.hidden_size + 2 * config.hidden_size
+    assert bert_flops(config.to_dict(), n) == 2 * n * encoder_weights + attention + head

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rerankpool.worker.tokenize import plan_chunks, ChunkPolicy
+from rerankpool.worker.tokenize import ChunkPolicy, plan_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +127,9 @@ class GroupedAttention:
 class VarlenAttention:
     """FlashAttention over packed tokens with cumulative offsets (CUDA, fp16/bf16).
 
-    Calls the aten kernel directly: ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.9)
-    wraps the same kernel in a Python custom op and, on some GPUs, routes to cuDNN, which
-    builds a plan per new shape; packed batches have a new shape almost every time.
+    Calls the aten kernel directly: it is there in every torch this project supports
+    (the public ``torch.nn.attention.varlen`` wrapper only from 2.9), without a Python
+    custom-op layer around it, and a CUDA graph can capture it.
     """
 
     def __init__(self, inputs: PackedInputs, heads: int) -> None:
@@ -155,7 +155,6 @@ class PackedBert:
         self.model = model
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // self.heads
-        self.eps = config.layer_norm_eps
         self.act = SUPPORTED_ACTIVATIONS[config.hidden_act]
         device = next(model.parameters()).device
         self.device = str(device)
