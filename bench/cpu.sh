@@ -3,6 +3,9 @@
 set -uo pipefail
 R=bench/results
 b() { timeout 1500 rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v -e "^Loading" -e "pair/s]" | tail -2; }
+b --out $R/cpu-l6-squad50x20 --model minilm-l6-standin --dataset squad-rerank --queries 50 --candidates 20 --batch 20 \
+  --concurrency 50 --engine torch --workers 1,2 --baseline \
+  --title "2-core CPU: L6 stand-in, 50 SQuAD queries x 20 candidates, all at once" --description "the bench issue's workload"
 b --out $R/cpu-l6-squad32x4 --model minilm-l6-standin --dataset squad-dev --pairs 640 --batch 32 --concurrency 4 \
   --engine torch --workers 2 --baseline \
   --title "2-core CPU: L6 stand-in, 32-pair requests, 4 clients" --description "the reference reports' shape (batch 32, concurrency 4) on SQuAD pairs"
