@@ -3,8 +3,8 @@
 On CUDA, BERT models run on packed tokens (``packed_bert``): no padding in the dense
 layers and FlashAttention's variable-length kernel, so a batch of mixed lengths is one
 forward pass with no padding waste. Elsewhere (and for other architectures) the padded
-transformers forward pass runs on length-sorted chunks: on CPU it measured as fast as
-packed, since the chunks there already hold little padding.
+transformers forward pass runs on length-sorted chunks: on CPU, packed measured no
+faster (the sorted chunks there already hold little padding).
 """
 
 from __future__ import annotations
