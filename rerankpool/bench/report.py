@@ -120,6 +120,8 @@ def _batching_line(batching: dict[str, Any]) -> str:
         bits.append(f"timeout={_num(batching['timeout_ms'])}ms")
     if batching.get("max_batch_tokens") is not None:
         bits.append(f"max_batch_tokens={_num(batching['max_batch_tokens'])}")
+    if batching.get("split_min") is not None:
+        bits.append(f"split_min={_num(batching['split_min'])}")
     if batching.get("bucket_edges"):
         bits.append(f"buckets={list(batching['bucket_edges'])}")
     return f"enabled ({', '.join(bits)})"

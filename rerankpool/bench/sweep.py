@@ -243,6 +243,7 @@ def _batching_from_args(args: list[str]) -> dict[str, Any]:
         "timeout_ms": float(flags.get("--batch-timeout-ms", defaults.timeout_ms)),
         "bucket_edges": [int(x) for x in flags["--bucket-edges"].split(",")] if "--bucket-edges" in flags
         else list(defaults.bucket_edges),
+        "split_min": int(flags.get("--split-min", defaults.split_min)),
     }
 
 
