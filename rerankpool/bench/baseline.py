@@ -29,20 +29,18 @@ def load_cross_encoder(model_path: Path, device: str = "cpu", max_length: int = 
 
 def run_cross_encoder(
     model, pairs: Sequence[tuple[str, str]], batch_size: int = 32, repeats: int = 1
-) -> tuple[BaselineResult, np.ndarray]:
-    """Time ``model.predict`` over the pairs (median of ``repeats`` runs); returns the result and scores.
+) -> BaselineResult:
+    """Time ``model.predict`` over the pairs (median of ``repeats`` runs).
 
     The pairs go in as given: ``predict`` sorts them by length itself (sentence-transformers
     6.x), so the baseline already pads little.
     """
     model.predict(list(pairs[:batch_size]), batch_size=batch_size, show_progress_bar=False)  # warm-up
     times = []
-    scores = np.empty(len(pairs), np.float32)
     for _ in range(repeats):
         start = time.perf_counter()
-        out = model.predict(list(pairs), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+        model.predict(list(pairs), batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
         times.append(time.perf_counter() - start)
-        scores[:] = np.asarray(out, dtype=np.float32).reshape(len(pairs), -1)[:, 0]
     name = f"CrossEncoder.predict(batch_size={batch_size})"
     note = f"in-process sentence-transformers, median of {repeats} run(s)"
-    return BaselineResult(name, len(pairs), float(np.median(times)), batch_size, note), scores
+    return BaselineResult(name, len(pairs), float(np.median(times)), batch_size, note)

@@ -192,7 +192,7 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
         # so a pre-sorted run would time the same batches again.
         model = load_cross_encoder(model_path, config.device)
         logger.info("baseline: CrossEncoder.predict on %d pairs", len(pairs))
-        results.append(run_cross_encoder(model, pairs, config.baseline_batch_size)[0])
+        results.append(run_cross_encoder(model, pairs, config.baseline_batch_size))
         del model
     if config.ceilings:
         logger.info("ceilings: tokenizer and forward pass on %d pairs", len(pairs))
