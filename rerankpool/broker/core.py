@@ -66,7 +66,7 @@ class PoolCore:
         self.batcher = Batcher(config.batching, is_live=self.requests.is_live)
         self.workers = WorkerRegistry(config.liveness)
         self.counters = Counters()
-        self.quarantine: deque[list[Pair]] = deque()  # parts of failed batches, sent on their own first
+        self.quarantine: deque[list[Pair]] = deque()  # suspect pairs, each group run alone on an idle worker
         self._next_batch_id = 1
 
     # -- requests ---------------------------------------------------------------------
@@ -130,19 +130,25 @@ class PoolCore:
         self._requeue(self.workers.remove(identity))
 
     def purge(self, now: float) -> tuple[list[WorkerState], list[Outcome]]:
-        """Declare silent workers dead; their batches are retried in halves (see ``batch_failed``)."""
+        """Declare silent workers dead and retry what they held, blaming only what is certain.
+
+        A worker that held one batch died running it: that batch is retried in halves (see
+        ``batch_failed``). A worker that held several may have died on any of them (even the
+        oldest may have finished, its result lost with the process), so each is retried
+        unblamed and alone on a worker: if it kills that worker too, the blame is certain.
+        """
         dead, outcomes = [], []
         for worker, batches in self.workers.purge(now):
             self.counters.workers_lost += 1
             logger.warning(
                 "worker %s missed its heartbeats: declared dead, %d batch(es) to retry", worker.name, len(batches)
             )
-            # A worker runs its batches in order: the oldest was running when it died and is
-            # the suspect; the others were only queued behind it and go back unblamed.
-            batches.sort(key=lambda b: b.id)
-            if batches:
+            if len(batches) == 1:
                 outcomes += self.batch_failed(batches[0], f"the worker ({worker.name}) died while running it")
-                self._requeue(batches[1:])
+            else:
+                for batch in sorted(batches, key=lambda b: b.id):
+                    self.counters.batches_requeued += 1
+                    self.quarantine.append(batch.pairs)
             dead.append(worker)
         return dead, outcomes
 
@@ -213,13 +219,13 @@ class PoolCore:
     def dispatch(self, now: float) -> list[tuple[WorkerState, Batch]]:
         """Batches to send now, each assigned to a worker (rule in ``batching``'s docstring)."""
         sends = []
-        while self.quarantine:
-            worker = self.workers.pick()
+        while self.quarantine:  # suspects run alone on an idle worker, before anything else
+            worker = self.workers.pick(idle_only=True)
             if worker is None:
                 return sends
             pairs = [p for p in self.quarantine.popleft() if self.requests.is_live(p.key)]
             if pairs:
-                sends.append((worker, self._assign(worker, pairs, now)))
+                sends.append((worker, self._assign(worker, pairs, now, exclusive=True)))
         while len(self.batcher):
             worker = self.workers.pick()
             if worker is None:
@@ -241,8 +247,8 @@ class PoolCore:
             return None
         return max(split_min, -(-len(self.batcher) // idle))
 
-    def _assign(self, worker: WorkerState, pairs: list[Pair], now: float) -> Batch:
-        batch = Batch(self._next_batch_id, pairs)
+    def _assign(self, worker: WorkerState, pairs: list[Pair], now: float, exclusive: bool = False) -> Batch:
+        batch = Batch(self._next_batch_id, pairs, exclusive=exclusive)
         self._next_batch_id += 1
         self.workers.assign(worker, batch, now)
         self.counters.batches_sent += 1

@@ -23,6 +23,7 @@ class Batch:
     id: int
     pairs: list[Pair]
     sent_at: float = 0.0
+    exclusive: bool = False  # a suspect batch: its worker gets nothing else while it runs
 
 
 @dataclass
@@ -43,7 +44,9 @@ class WorkerState:
 
     @property
     def free_credit(self) -> int:
-        return 0 if self.draining else self.info.capacity - len(self.in_flight)
+        if self.draining or any(batch.exclusive for batch in self.in_flight.values()):
+            return 0
+        return self.info.capacity - len(self.in_flight)
 
 
 @dataclass(frozen=True)

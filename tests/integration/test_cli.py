@@ -10,9 +10,9 @@ import time
 import pytest
 
 
-def rp(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rerankpool", *args], capture_output=True, text=True, timeout=120,
-                          **kwargs)
+def rp(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rerankpool", *args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
 
 
 def read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 180) -> list[str]:
@@ -75,3 +75,23 @@ def test_help_and_models_list(args):
     if args == ["models"]:
         assert "ms-marco-MiniLM-L-12-v2 (default)" in out.stdout
         assert "stand-in" in out.stdout.lower() or "standin" in out.stdout.lower()
+
+
+def test_bench_writes_a_report_with_baseline_and_ceilings(tmp_path):
+    """A small sweep as a user runs it: real pool, CrossEncoder.predict and the ceilings in the same run."""
+    import json
+
+    out = tmp_path / "tiny"
+    done = rp("--log-level", "WARNING", "bench", "--out", str(out), "--model", "tiny-bert", "--batch", "8",
+              "--concurrency", "1,4", "--pairs", "64", "--baseline", "--ceilings", "--load-processes", "2",
+              "--broker-args=--bucket-edges 64,512 --split-min 4", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "tiny.json").read_text())
+    names = [b["name"] for b in result["baselines"]]
+    assert names[0] == "CrossEncoder.predict(batch_size=32)"
+    assert "tokenizer ceiling" in names and any(n.startswith("compute ceiling (float32") for n in names)
+    assert [c["concurrency"] for c in result["configs"]] == [1, 4]
+    assert all(c["pairs"] == 64 for c in result["configs"])  # every pair came back scored
+    assert result["batching"]["split_min"] == 4 and result["batching"]["bucket_edges"] == [64, 512]
+    report = (out / "tiny.md").read_text()
+    assert "vs `CrossEncoder.predict(batch_size=32)`" in report and "split_min=4" in report

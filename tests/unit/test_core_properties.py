@@ -282,3 +282,29 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
         else:
             assert answers[0].ok
             np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+
+
+def test_a_worker_dying_with_several_batches_blames_none_and_retries_each_alone():
+    """Its oldest batch may have finished (the result lost with the process): no blame until a suspect dies alone."""
+    liveness = LivenessConfig(1.0, 3)
+    core = PoolCore(CoreConfig(batching=BatchingConfig(max_batch=1, bucket_edges=(512,)), liveness=liveness))
+    core.register(b"w1", info(2), 0.0)
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["innocent", "poison"]), 0.0)
+    held = core.dispatch(0.0)
+    assert [worker.identity for worker, _ in held] == [b"w1", b"w1"]
+    core.register(b"w2", info(2), 3.5)
+    core.register(b"w3", info(2), 3.5)
+    _, outcomes = core.purge(3.5)  # w1 missed its heartbeats
+    assert outcomes == [] and all(p.failures == 0 for _, b in held for p in b.pairs)
+    retries = core.dispatch(3.5)
+    assert sorted(w.identity for w, _ in retries) == [b"w2", b"w3"]  # one suspect per idle worker
+    assert all(b.exclusive and len(b.pairs) == 1 for _, b in retries)
+    assert all(w.free_credit == 0 for w, _ in retries)  # nothing else joins a suspect
+    innocent = next(b for _, b in retries if b.pairs[0].doc == "innocent")
+    poison = next(b for _, b in retries if b.pairs[0].doc == "poison")
+    innocent_holder = next(w for w, b in retries if b is innocent)
+    core.on_result(innocent_holder.identity, innocent.id, np.zeros(1, np.float32), 3.6)
+    dead_holder = next(w for w, b in retries if b is poison)
+    dead_holder.expires_at = 0.0  # the worker running the poison alone dies too
+    core.purge(3.7)
+    assert poison.pairs[0].failures == 1 and innocent.pairs[0].failures == 0  # now the blame is certain
