@@ -15,6 +15,7 @@ from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.broker.assembly import finalize
 from rerankpool.broker.batching import BatchingConfig
 from rerankpool.broker.core import CoreConfig, PoolCore
+from rerankpool.broker.server import batch_message
 
 PAIRS, PER_REQUEST = 20_000, 20
 
@@ -39,9 +40,7 @@ while sent < len(frames) or pending or len(core.batcher):
     sent += 20
     now += 0.001
     for worker, batch in core.dispatch(now):
-        queries: dict[str, int] = {}
-        index = np.fromiter((queries.setdefault(p.query, len(queries)) for p in batch.pairs), np.int32)
-        P.encode_batch(P.BatchMessage(batch.id, list(queries), index, [p.doc for p in batch.pairs]))
+        P.encode_batch(batch_message(batch))
         pending.append((worker.identity, batch.id, len(batch.pairs)))
     for identity, batch_id, n in pending[:2]:
         result = P.unpack(P.encode_result(batch_id, np.zeros(n, np.float32), P.BatchTimings(n, 1, 1, 1, 1), {}))

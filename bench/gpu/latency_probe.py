@@ -14,7 +14,6 @@ import numpy as np
 
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.worker.engines.base import EngineConfig
-from rerankpool.worker.engines.packed_bert import PackedInputs
 from rerankpool.worker.engines.torch_engine import TorchEngine
 from rerankpool.worker.loop import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer
@@ -39,7 +38,7 @@ for n in sizes:
         (chunk,) = tok.encode([q for q, _ in group], list(range(len(group))), [d for _, d in group],
                               PACKED_POLICY).chunks
         t1 = time.perf_counter()
-        out = engine.packed_model(PackedInputs.build(chunk.input_ids, chunk.token_type_ids, chunk.lengths, "cuda"))
+        out = engine.packed_model(engine.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths))
         t2 = time.perf_counter()
         eager = engine._to_host(out)
         t3 = time.perf_counter()

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from rerankpool.bench.results import BaselineResult
+from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer, unpad
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,29 @@ def bert_flops(config: dict, tokens: int) -> float:
     return layers * per_layer + 2 * h * h + 2 * h
 
 
+def _median_seconds(device: str, run: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``run`` on ``device`` after one warm-up call, waiting for the GPU each time."""
+    import torch
+
+    def once() -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    once()
+    return float(np.median([once() for _ in range(repeats)]))
+
+
+def _encode(tok: PairTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
+    """The pairs through the worker's own tokenizer, one query entry per pair."""
+    return tok.encode([q for q, _ in pairs], list(range(len(pairs))), [d for _, d in pairs], policy)
+
+
 def matmul_flops_per_s(hidden: int, intermediate: int, device: str, dtype: str, rows: int = 4096,
                        repeats: int = 20) -> float:
     """The device's matmul rate at the model's feed-forward shape ([rows, hidden] x [hidden, intermediate])."""
@@ -61,22 +85,8 @@ def matmul_flops_per_s(hidden: int, intermediate: int, device: str, dtype: str, 
     kind = getattr(torch, dtype)
     a = torch.randn(rows, hidden, dtype=kind, device=device)
     b = torch.randn(hidden, intermediate, dtype=kind, device=device)
-
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(device)
-
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(5):
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * rows * hidden * intermediate * repeats / float(np.median(times))
+    seconds = _median_seconds(device, lambda: [a @ b for _ in range(repeats)], 5)
+    return 2 * rows * hidden * intermediate * repeats / seconds
 
 
 def compute_ceiling(model_path: Path, pairs: Sequence[tuple[str, str]], device: str, dtype: str,
@@ -84,13 +94,10 @@ def compute_ceiling(model_path: Path, pairs: Sequence[tuple[str, str]], device: 
     """Pairs/s if every FLOP of the model ran at the device's measured matmul rate, with no padding."""
     import json
 
-    from tokenizers import Tokenizer
-
     config = json.loads((model_path / "config.json").read_text())
-    tok = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length, strategy="longest_first")
-    flops = sum(bert_flops(config, len(e.ids)) for e in tok.encode_batch(list(pairs)))
+    tok = PairTokenizer(model_path / "tokenizer.json", max_length)
+    (chunk,) = _encode(tok, pairs, ChunkPolicy(packed=True)).chunks
+    flops = sum(bert_flops(config, int(n)) for n in chunk.lengths)
     rate = matmul_flops_per_s(config["hidden_size"], config["intermediate_size"], device, dtype)
     return BaselineResult(
         f"compute ceiling ({dtype}, {device})", len(pairs), flops / rate, 0,
@@ -110,58 +117,40 @@ def forward_ceilings(
 ) -> list[BaselineResult]:
     """Pairs/s of the model alone: length-sorted batches, inputs already on the device, shapes warmed."""
     import torch
-    from tokenizers import Tokenizer
 
     from rerankpool.worker.engines.base import EngineConfig
-    from rerankpool.worker.engines.packed_bert import PackedInputs
     from rerankpool.worker.engines.torch_engine import TorchEngine
 
     engine = TorchEngine(EngineConfig(model_path, "torch", device, dtype, max_length))
-    tok = Tokenizer.from_file(str(model_path / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length, strategy="longest_first")
-    encodings = sorted(tok.encode_batch(list(pairs)), key=lambda e: len(e.ids))
-    groups = [encodings[i : i + batch_size] for i in range(0, len(encodings), batch_size)]
-    padded = []
-    for group in groups:
-        width = len(group[-1].ids)
-        ids = np.zeros((len(group), width), np.int64)
-        types = np.zeros_like(ids)
-        mask = np.zeros_like(ids)
-        for row, enc in enumerate(group):
-            ids[row, : len(enc.ids)] = enc.ids
-            types[row, : len(enc.ids)] = enc.type_ids
-            mask[row, : len(enc.ids)] = 1
-        padded.append({k: torch.from_numpy(v).to(engine.device) for k, v in
-                       (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))})
+    tok = PairTokenizer(model_path / "tokenizer.json", max_length)
+    (everything,) = _encode(tok, pairs, ChunkPolicy(packed=True)).chunks  # its rows are sorted by length
+    whole = ChunkPolicy(overhead_tokens=2**62)  # one padded chunk per batch
+    chunks = [
+        _encode(tok, [pairs[i] for i in everything.rows[start : start + batch_size]], whole).chunks[0]
+        for start in range(0, len(pairs), batch_size)
+    ]
+    padded = [
+        {name: torch.from_numpy(getattr(c, name)).to(engine.device)
+         for name in ("input_ids", "attention_mask", "token_type_ids")}
+        for c in chunks
+    ]
 
-    def timed(run_all) -> float:
-        def once() -> float:
-            if engine.device.startswith("cuda"):
-                torch.cuda.synchronize(engine.device)
-            start = time.perf_counter()
-            with torch.inference_mode():
-                run_all()
-            if engine.device.startswith("cuda"):
-                torch.cuda.synchronize(engine.device)
-            return time.perf_counter() - start
-
-        once()  # warm-up: every shape once
-        return float(np.median([once() for _ in range(repeats)]))
+    def run_padded() -> None:
+        for inputs in padded:
+            engine.model(**inputs)
 
     note = f"model only: length-sorted batches of {batch_size} already on the device, median of {repeats} passes"
     results = [BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs),
-                              timed(lambda: [engine.model(**inputs) for inputs in padded]), batch_size,
+                              _median_seconds(engine.device, run_padded, repeats), batch_size,
                               f"{note}; padded, transformers")]
     if engine.packed:
-        packed = [
-            PackedInputs.build(
-                np.concatenate([e.ids for e in group]), np.concatenate([e.type_ids for e in group]),
-                np.array([len(e.ids) for e in group]), engine.device,
-            )
-            for group in groups
-        ]
+        packed = [engine.packed_model.inputs(p.input_ids, p.token_type_ids, p.lengths) for p in map(unpad, chunks)]
+
+        def run_packed() -> None:
+            for inputs in packed:
+                engine.packed_model(inputs)
+
         results.append(BaselineResult(f"forward ceiling ({dtype}, {device}, packed)", len(pairs),
-                                      timed(lambda: [engine.packed_model(inputs) for inputs in packed]), batch_size,
+                                      _median_seconds(engine.device, run_packed, repeats), batch_size,
                                       f"{note}; packed tokens, {engine.packed_model.attention} attention"))
     return results

@@ -42,14 +42,14 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     from rerankpool.stats.events import padding_waste_pct
     from rerankpool.worker.engines.base import EngineConfig, run_batch
     from rerankpool.worker.engines.torch_engine import TorchEngine
-    from rerankpool.worker.loop import CHUNK_POLICIES, PACKED_POLICY
+    from rerankpool.worker.loop import WorkerConfig
     from rerankpool.worker.pipeline import Pipeline
     from rerankpool.worker.tokenize import PairTokenizer
 
     path = Path(model_path)
     tok = PairTokenizer(path / "tokenizer.json")
     engine = TorchEngine(EngineConfig(path, "torch", device, dtype))
-    policy = PACKED_POLICY if engine.packed else CHUNK_POLICIES.get(device.split(":")[0], CHUNK_POLICIES["cpu"])
+    policy = WorkerConfig(device=device).policy(packed=engine.packed)
     batches = list(_batches(pairs, batch))
     out: dict = {"pid": os.getpid(), "batch": batch, "pairs": len(pairs)}
 

@@ -39,6 +39,14 @@ class BrokerConfig:
     security: ServerSecurity | None = None  # CURVE on both sockets; None = plain TCP
 
 
+def batch_message(batch: Batch) -> P.BatchMessage:
+    """A batch on the wire: each distinct query once, and per doc the index of its query."""
+    query_ids: dict[str, int] = {}
+    pairs = batch.pairs
+    index = np.fromiter((query_ids.setdefault(p.query, len(query_ids)) for p in pairs), np.int32, len(pairs))
+    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs])
+
+
 class Broker:
     def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
         self.config = config
@@ -260,11 +268,7 @@ class Broker:
             self._reply(outcome)
 
     def _send_batch(self, worker: WorkerState, batch: Batch) -> None:
-        query_ids: dict[str, int] = {}
-        pairs = batch.pairs
-        index = np.fromiter((query_ids.setdefault(p.query, len(query_ids)) for p in pairs), np.int32, len(pairs))
-        message = P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs])
-        if not self._send_worker(worker.identity, P.encode_batch(message), raw=True):
+        if not self._send_worker(worker.identity, P.encode_batch(batch_message(batch)), raw=True):
             self.core.remove_worker(worker.identity)  # unreachable: everything it held is requeued
 
     def _send_worker(self, identity: bytes, message: dict[str, Any] | list[bytes], raw: bool = False) -> bool:

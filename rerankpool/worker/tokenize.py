@@ -81,6 +81,18 @@ def plan_chunks(lengths: Sequence[int], policy: ChunkPolicy = ChunkPolicy()) -> 
     return chunks
 
 
+def unpad(chunk: Chunk) -> PackedChunk:
+    """A padded chunk's pairs with the padding stripped, back to back and sorted by length."""
+    lengths = chunk.attention_mask.sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    return PackedChunk(
+        rows=chunk.rows[order],
+        input_ids=np.concatenate([chunk.input_ids[r, : lengths[r]] for r in order]),
+        token_type_ids=np.concatenate([chunk.token_type_ids[r, : lengths[r]] for r in order]),
+        lengths=lengths[order],
+    )
+
+
 class PairTokenizer:
     """Wraps a ``tokenizer.json`` for cross-encoder pairs: no padding, longest-first truncation."""
 

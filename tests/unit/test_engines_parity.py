@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from rerankpool.worker.engines import ENGINES, load_engine
-from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError, PackedChunk
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
+from rerankpool.worker.tokenize import unpad
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -83,18 +84,6 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
-def packed(chunk: Chunk) -> PackedChunk:
-    """The same pairs with their padding stripped, back to back (sorted by length, as the tokenizer does)."""
-    lengths = chunk.attention_mask.sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    return PackedChunk(
-        rows=order,
-        input_ids=np.concatenate([chunk.input_ids[r, : lengths[r]] for r in order]),
-        token_type_ids=np.concatenate([chunk.token_type_ids[r, : lengths[r]] for r in order]),
-        lengths=lengths[order],
-    )
-
-
 def test_engines_are_registered():
     assert ENGINES["mlx"] == ("rerankpool.worker.engines.mlx_engine", "MlxEngine")
     assert ENGINES["onnx"] == ("rerankpool.worker.engines.onnx_engine", "OnnxEngine")
@@ -108,7 +97,7 @@ def test_torch_packed_matches_padded(checkpoint, chunks, torch_scores):
     engine = load_engine(EngineConfig(checkpoint, engine="torch", packed=True))
     assert engine.packed
     for chunk, ref in zip(chunks, torch_scores):
-        p = packed(chunk)
+        p = unpad(chunk)
         got = np.empty_like(ref)
         got[p.rows] = engine.forward(p)
         assert np.abs(got - ref).max() < FP32_ATOL
@@ -134,7 +123,7 @@ def test_torch_packed_varlen_on_cuda_matches_padded(checkpoint, chunks, dtype):
     engine = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype=dtype))
     assert engine.packed and engine.packed_model.attention == "varlen"
     for chunk in chunks:
-        p = packed(chunk)
+        p = unpad(chunk)
         got = np.empty(len(p.rows), np.float32)
         got[p.rows] = engine.forward(p)
         assert np.abs(got - padded.forward(chunk)).max() < HALF_ATOL[dtype]
@@ -173,10 +162,10 @@ def test_torch_cuda_graphs_match_eager(checkpoint, chunks):
     graphed = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16"))
     assert graphed.graphs is not None and eager.graphs is None
     for chunk in chunks:
-        p = packed(chunk)
+        p = unpad(chunk)
         got = graphed.forward(p)
         assert p.computed_tokens is not None and p.computed_tokens > p.input_ids.size  # ran from a graph
-        assert np.abs(got - eager.forward(packed(chunk))).max() < HALF_ATOL["float16"]
+        assert np.abs(got - eager.forward(unpad(chunk))).max() < HALF_ATOL["float16"]
 
 
 # --- MLX ----------------------------------------------------------------------------------

@@ -173,6 +173,10 @@ class PackedBert:
             qkv_b = torch.cat([att.self.query.bias, att.self.key.bias, att.self.value.bias]).detach()
             self.layers.append((qkv_w, qkv_b, att.output, layer.intermediate.dense, layer.output))
 
+    def inputs(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray) -> PackedInputs:
+        """A packed batch on this model's device."""
+        return PackedInputs.build(input_ids, token_type_ids, lengths, self.device)
+
     def _varlen_works(self, device: torch.device, dtype: torch.dtype) -> bool:
         """Check the FlashAttention kernel against grouped attention once; this torch may lack it."""
         lengths = np.array([3, 17, 40])

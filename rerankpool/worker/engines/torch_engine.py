@@ -104,13 +104,11 @@ class TorchEngine:
     def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
         torch = self._torch
         if isinstance(chunk, PackedChunk):
-            from rerankpool.worker.engines.packed_bert import PackedInputs
-
             capacity = self.graphs.capacity_for(chunk.input_ids.size, len(chunk.lengths)) if self.graphs else None
             if capacity is not None:
                 chunk.computed_tokens = capacity
                 return self._to_host(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity))
-            inputs = PackedInputs.build(chunk.input_ids, chunk.token_type_ids, chunk.lengths, self.device)
+            inputs = self.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths)
             return self._to_host(self.packed_model(inputs))
         with torch.inference_mode():
             inputs = {
