@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -84,6 +83,8 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
                    help="torch, BERT models: run packed tokens with no padding (default: on for CUDA)")
     g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                    help="packed on CUDA: run small batches eager instead of replaying CUDA graphs")
+    g.add_argument("--no-fast-tokenizer", dest="fast_tokenizer", action="store_false",
+                   help="tokenize with tokenizers only, not flash-tokenizer (same ids; for comparison)")
     g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
     return p
 
@@ -116,23 +117,17 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
 
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
     from rerankpool.worker.loop import WorkerConfig
-    from rerankpool.worker.pool import WorkerPool, worker_configs
+    from rerankpool.worker.pool import WorkerPool, default_threads, worker_configs
 
     n = args.workers
     if n < 1:
         raise SystemExit("--workers must be >= 1")
     devices = [f"cuda:{d.strip()}" for d in args.devices.split(",")] if args.devices else None
-    # Threads per worker for intra-op CPU inference and the tokenizer. On CPU the workers share
-    # the cores. With a GPU doing the model, the tokenizers are the work: twice as many threads
-    # as cores over all workers (measured on a 16-core H100 host: 4 workers x 8 threads beat
-    # 4 x 16 in throughput and latency, and 4 x 16 beat 4 x 4).
-    cores = os.cpu_count() or 1
-    on_cpu = not devices and args.device == "cpu"
-    threads = args.threads or (max(1, cores // n) if on_cpu else min(cores, max(1, 2 * cores // n)))
+    threads = args.threads or default_threads(n, on_cpu=not devices and args.device == "cpu")
     base = WorkerConfig(
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
-        packed=args.packed, cuda_graphs=args.cuda_graphs, warmup=args.warmup,
+        packed=args.packed, cuda_graphs=args.cuda_graphs, fast_tokenizer=args.fast_tokenizer, warmup=args.warmup,
         heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
         security=security,
     )

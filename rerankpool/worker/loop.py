@@ -62,6 +62,7 @@ class WorkerConfig:
     chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
     packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
     cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
+    fast_tokenizer: bool = True  # flash-tokenizer for BERT vocabularies, where it matches tokenizers
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
 
@@ -102,7 +103,10 @@ class Worker:
         )
         self.engine = load_engine(engine_config)
         self.policy = config.policy(packed=getattr(self.engine, "packed", False))
-        self.tokenizer = PairTokenizer(self.model.path / "tokenizer.json", config.max_length)
+        self.tokenizer = PairTokenizer(
+            self.model.path / "tokenizer.json", config.max_length, fast=config.fast_tokenizer, threads=config.threads
+        )
+        logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
         if config.warmup:
             self._warmup()
         # The model, tokenizer and libraries are loaded for good: keep them out of the

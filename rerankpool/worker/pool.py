@@ -22,14 +22,37 @@ logger = logging.getLogger(__name__)
 FATAL_EXIT = (2, 3)  # could not start / refused by the broker
 
 
+def thread_env(threads: int | None, device: str) -> dict[str, str]:
+    """Environment that sizes a worker's thread pools; set before any runtime is imported.
+
+    With a GPU doing the model, OpenMP threads exist only for the tokenizer, in bursts:
+    they sleep between batches (``PASSIVE``) instead of spinning on cores that the other
+    workers' tokenizers need.
+    """
+    env = {"RAYON_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)} if threads else {}
+    if device != "cpu":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
+
+
 def _child(config: WorkerConfig) -> None:
     """Child entry point: size thread pools before any runtime is imported, then serve."""
-    if config.threads:
-        os.environ.setdefault("RAYON_NUM_THREADS", str(config.threads))
-        os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
+    for key, value in thread_env(config.threads, config.device).items():
+        os.environ.setdefault(key, value)
     from rerankpool.worker.loop import run_worker
 
     raise SystemExit(run_worker(config))
+
+
+def default_threads(workers: int, on_cpu: bool, cores: int | None = None) -> int:
+    """Threads per worker for intra-op CPU inference and the tokenizer.
+
+    On a CPU the workers share the cores. With a GPU doing the model, the tokenizers are
+    the work: twice as many threads as cores over all workers (measured on a 16-core H100
+    host: 4 workers x 8 threads beat 4 x 16 in throughput and latency, and 4 x 16 beat 4 x 4).
+    """
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // workers) if on_cpu else min(cores, max(1, 2 * cores // workers))
 
 
 def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None) -> list[WorkerConfig]:

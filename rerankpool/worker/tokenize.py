@@ -1,24 +1,26 @@
 """Tokenize (query, doc) pairs and plan padded chunks of similar length.
 
-Shared by all engines. The fast ``tokenizers`` library does the work (truncation
-``longest_first`` like transformers' ``tokenizer(q, d, truncation=True)``), and the
-batch is sorted by real token length and cut into chunks so that padding stays small:
-a batch that mixes short and long pairs runs as a few forward passes instead of one
-padded to the longest pair. Engines that run packed tokens (``packed_bert``) get the
-pairs back to back instead, with no padding to plan.
+Shared by all engines. ``tokenizers`` (with flash-tokenizer for plain BERT vocabularies,
+see ``rerankpool.worker.wordpiece``) does the work, truncating ``longest_first`` like
+transformers' ``tokenizer(q, d, truncation=True)``. The batch is sorted by real token
+length and cut into chunks so that padding stays small: a batch that mixes short and
+long pairs runs as a few forward passes instead of one padded to the longest pair.
+Engines that run packed tokens (``packed_bert``) get the pairs back to back instead,
+with no padding to plan.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import itertools
 
 import numpy as np
 
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
+from rerankpool.worker.wordpiece import TextIds, load_fast_wordpiece, ragged_take
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,16 @@ def unpad(chunk: Chunk) -> PackedChunk:
 
 
 class PairTokenizer:
-    """Wraps a ``tokenizer.json`` for cross-encoder pairs: no padding, longest-first truncation."""
+    """Tokenizes cross-encoder pairs from a ``tokenizer.json``: no padding, longest-first truncation.
 
-    def __init__(self, tokenizer_json: Path, max_length: int = 512) -> None:
+    For plain BERT tokenizers (``rerankpool.worker.wordpiece``) each query and document is
+    encoded once on its own, by flash-tokenizer where it gives the same ids, and the pairs
+    are put together here as ``[CLS] q [SEP] d [SEP]``, truncated as ``tokenizers`` does.
+    Other tokenizers encode the pairs with ``tokenizers`` itself. Both give the same ids.
+    """
+
+    def __init__(self, tokenizer_json: Path, max_length: int = 512, fast: bool = True,
+                 threads: int | None = None) -> None:
         from tokenizers import Tokenizer
 
         self.max_length = max_length
@@ -104,6 +113,14 @@ class PairTokenizer:
         self._tok.no_padding()
         self._tok.enable_truncation(max_length, strategy="longest_first")
         self.pad_id = self._pad_id()
+        self._words = load_fast_wordpiece(tokenizer_json, threads) if fast else None
+        if self._words is not None and max_length < 4:
+            raise ValueError(f"max_length {max_length} leaves no room for a pair besides [CLS], [SEP], [SEP]")
+
+    @property
+    def backend(self) -> str:
+        """Which library tokenizes (reports and logs say so)."""
+        return "flash-tokenizer+tokenizers" if self._words is not None else "tokenizers"
 
     def _pad_id(self) -> int:
         pad = self._tok.token_to_id("[PAD]")
@@ -116,35 +133,80 @@ class PairTokenizer:
         docs: Sequence[str],
         policy: ChunkPolicy = ChunkPolicy(),
     ) -> EncodedBatch:
-        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted padded chunks."""
-        encodings = self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)])
-        lengths = [len(e.ids) for e in encodings]
-        batch = EncodedBatch(size=len(encodings))
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks."""
+        if self._words is not None:
+            pairs = self._pairs_from_texts(queries, query_index, docs)
+        else:
+            encodings = self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)])
+            lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+            first = lengths - np.fromiter((sum(e.type_ids) for e in encodings), dtype=np.int64, count=len(encodings))
+            flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64,
+                               count=int(lengths.sum()))
+            pairs = PairIds(TextIds(flat, np.cumsum(lengths) - lengths, lengths), first)
+        return _chunks(pairs, policy, self.pad_id)
+
+    def _pairs_from_texts(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str]) -> PairIds:
+        """Each text encoded once, then ``[CLS] q [SEP] d [SEP]`` per pair, cut to ``max_length``."""
+        assert self._words is not None
+        texts = self._words.encode([*queries, *docs])  # one call: one burst of the thread pool
+        qi = np.asarray(query_index, dtype=np.int64)
+        d = np.arange(len(queries), len(queries) + len(docs))
+        nq, nd = longest_first(texts.lengths[qi], texts.lengths[d], self.max_length - 3)
+        # One array holds every token a pair needs: the texts', then [CLS] and [SEP].
+        cls_at, sep_at = len(texts.flat), len(texts.flat) + 1
+        pool = np.concatenate([texts.flat, [self._words.spec.cls_id, self._words.spec.sep_id]])
+        ones = np.ones_like(nq)
+        starts = np.stack([ones * cls_at, texts.starts[qi], ones * sep_at, texts.starts[d], ones * sep_at], 1)
+        lengths = np.stack([ones, nq, ones, nd, ones], 1)
+        pair_lengths = nq + nd + 3
+        flat = ragged_take(pool, starts.ravel(), lengths.ravel())
+        return PairIds(TextIds(flat, np.cumsum(pair_lengths) - pair_lengths, pair_lengths), nq + 2)
+
+
+@dataclass
+class PairIds:
+    """Every pair's ids back to back in batch order, and how many lead the pair with token type 0."""
+
+    ids: TextIds
+    first: np.ndarray
+
+
+def longest_first(n_first: np.ndarray, n_second: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """How many tokens of each text to keep, as ``tokenizers``' ``longest_first`` truncation keeps.
+
+    The shorter text keeps all it can up to half the budget; the longer one takes the rest.
+    """
+    n1, n2 = np.asarray(n_first, dtype=np.int64), np.asarray(n_second, dtype=np.int64)
+    short = np.minimum(n1, n2)
+    long_kept = np.where(short > budget, short, np.maximum(short, budget - short))
+    halves = short + long_kept > budget
+    short_kept = np.where(halves, budget // 2, short)
+    long_kept = np.where(halves, budget // 2 + budget % 2, long_kept)
+    over = n1 + n2 > budget
+    first_longer = n1 > n2
+    return (np.where(over, np.where(first_longer, long_kept, short_kept), n1),
+            np.where(over, np.where(first_longer, short_kept, long_kept), n2))
+
+
+def _chunks(pairs: PairIds, policy: ChunkPolicy, pad_id: int) -> EncodedBatch:
+    """Pairs' ids into the chunks the policy asks for: packed back to back, or padded rows."""
+    lengths, ids = pairs.ids.lengths, pairs.ids
+    batch = EncodedBatch(size=len(lengths))
+    plan = plan_packed(lengths, policy.max_tokens) if policy.packed else plan_chunks(lengths, policy)
+    for rows in plan:
+        lens, heads = lengths[rows], pairs.first[rows]
+        flat = ragged_take(ids.flat, ids.starts[rows], lens)
+        segments = np.stack([heads, lens - heads], 1).ravel()
+        types = np.repeat(np.tile(np.array([0, 1], dtype=np.int64), len(rows)), segments)
         if policy.packed:
-            for rows in plan_packed(lengths, policy.max_tokens):
-                batch.chunks.append(
-                    PackedChunk(
-                        rows=rows,
-                        input_ids=_concat(encodings[r].ids for r in rows),
-                        token_type_ids=_concat(encodings[r].type_ids for r in rows),
-                        lengths=np.asarray([lengths[r] for r in rows], dtype=np.int64),
-                    )
-                )
-            return batch
-        for rows in plan_chunks(lengths, policy):
-            width = round_up(max(lengths[r] for r in rows), policy.pad_multiple)
-            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-            types = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for i, r in enumerate(rows):
-                enc = encodings[r]
-                n = lengths[r]
-                ids[i, :n] = enc.ids
-                types[i, :n] = enc.type_ids
-                mask[i, :n] = 1
-            batch.chunks.append(Chunk(rows=rows, input_ids=ids, attention_mask=mask, token_type_ids=types))
-        return batch
-
-
-def _concat(rows: Iterable[list[int]]) -> np.ndarray:
-    return np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64)
+            batch.chunks.append(PackedChunk(rows=rows, input_ids=flat, token_type_ids=types, lengths=lens))
+            continue
+        width = round_up(int(lens.max()), policy.pad_multiple)
+        mask = np.arange(width) < lens[:, None]
+        input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        token_types = np.zeros((len(rows), width), dtype=np.int64)
+        input_ids[mask] = flat
+        token_types[mask] = types
+        batch.chunks.append(Chunk(rows=rows, input_ids=input_ids, attention_mask=mask.astype(np.int64),
+                                  token_type_ids=token_types))
+    return batch
