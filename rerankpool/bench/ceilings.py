@@ -47,6 +47,64 @@ def tokenizer_ceiling(
                           "tokenizers encode_batch in one process on all cores; no padding, no arrays")
 
 
+def worker_batches(pairs: Sequence[tuple[str, str]], size: int):
+    """Pairs cut into batches as the broker ships them: each batch's distinct queries once, and an index."""
+    for i in range(0, len(pairs), size):
+        group = pairs[i : i + size]
+        queries = sorted({q for q, _ in group})
+        index = {q: k for k, q in enumerate(queries)}
+        yield queries, np.array([index[q] for q, _ in group], np.int32), [d for _, d in group]
+
+
+def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: str, max_length: int, fast: bool,
+                    start, results) -> None:
+    """One process of ``pool_tokenizer_ceiling``: thread pools sized as a worker's before the libraries load."""
+    import os
+
+    from rerankpool.worker.pool import thread_env
+
+    os.environ.update(thread_env(threads, device))
+    from rerankpool.worker.loop import PACKED_POLICY
+
+    tok = PairTokenizer(tokenizer_json, max_length, fast=fast, threads=threads)
+    tok.encode(*batches[0], PACKED_POLICY)  # warm-up: thread pools, character checks
+    start.wait()
+    begin = time.perf_counter()
+    for batch in batches:
+        tok.encode(*batch, PACKED_POLICY)
+    results.put((tok.backend, time.perf_counter() - begin))
+
+
+def pool_tokenizer_ceiling(
+    tokenizer_json: Path, pairs: Sequence[tuple[str, str]], processes: int, threads: int, device: str = "cuda",
+    max_length: int = 512, batch: int = 256, fast: bool = True,
+) -> BaselineResult:
+    """Pairs/s of the workers' own tokenizer in ``processes`` processes at once, as the pool runs it.
+
+    Each process tokenizes its share of the pairs in broker-sized batches into packed
+    chunks (what a GPU worker does before its forward pass); the rate is all pairs over
+    the slowest process's time. This is the tokenizer ceiling the pool itself can reach.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    batches = list(worker_batches(pairs, batch))
+    start, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_tokenize_share, args=(tokenizer_json, batches[i::processes], threads, device,
+                                                        max_length, fast, start, results))
+             for i in range(processes)]
+    for proc in procs:
+        proc.start()
+    timings = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    backend = timings[0][0]
+    return BaselineResult(
+        f"tokenizer ceiling (pool: {backend})", len(pairs), max(t for _, t in timings), batch,
+        f"the workers' PairTokenizer in {processes} processes x {threads} threads, batches of {batch}, packed",
+    )
+
+
 def bert_flops(config: dict, tokens: int) -> float:
     """FLOPs of one BERT forward pass over one pair of ``tokens`` tokens (matmuls and attention)."""
     h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]

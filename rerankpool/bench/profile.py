@@ -18,20 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _batches(pairs, size):
-    for i in range(0, len(pairs), size):
-        group = pairs[i : i + size]
-        queries = sorted({q for q, _ in group})
-        index = {q: i for i, q in enumerate(queries)}
-        yield queries, np.array([index[q] for q, _ in group], np.int32), [d for _, d in group]
+from rerankpool.bench.ceilings import worker_batches
 
 
 def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, threads: int | None,
                    switch_interval_s: float | None = None) -> dict:
     """Tokenize alone, forward alone, then both through the worker's pipeline threads."""
-    if threads:
-        os.environ["RAYON_NUM_THREADS"] = str(threads)
+    from rerankpool.worker.pool import thread_env
+
+    os.environ.update(thread_env(threads, device))
     if switch_interval_s:
         import sys
 
@@ -47,15 +42,16 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     from rerankpool.worker.tokenize import PairTokenizer
 
     path = Path(model_path)
-    tok = PairTokenizer(path / "tokenizer.json")
+    tok = PairTokenizer(path / "tokenizer.json", threads=threads)
     engine = TorchEngine(EngineConfig(path, "torch", device, dtype))
     policy = WorkerConfig(device=device).policy(packed=engine.packed)
-    batches = list(_batches(pairs, batch))
+    batches = list(worker_batches(pairs, batch))
     out: dict = {"pid": os.getpid(), "batch": batch, "pairs": len(pairs)}
 
     start = time.perf_counter()
     encoded = [tok.encode(q, i, d, policy) for q, i, d in batches]
     out["tokenize_pairs_per_s"] = len(pairs) / (time.perf_counter() - start)
+    out["tokenizer"] = tok.backend
     out["padding_waste_pct"] = padding_waste_pct(sum(e.real_tokens for e in encoded),
                                                  sum(e.padded_tokens for e in encoded))
     out["chunks_per_batch"] = float(np.mean([len(e.chunks) for e in encoded]))

@@ -182,7 +182,8 @@ def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
     """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
-    from rerankpool.bench.ceilings import compute_ceiling, forward_ceilings, tokenizer_ceiling
+    from rerankpool.bench.ceilings import compute_ceiling, forward_ceilings, pool_tokenizer_ceiling, tokenizer_ceiling
+    from rerankpool.worker.pool import default_threads
 
     requests, _ = build_requests(config, config.batches[0])
     pairs = all_pairs(requests)
@@ -198,6 +199,11 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
         logger.info("ceilings: tokenizer and forward pass on %d pairs", len(pairs))
         results.append(tokenizer_ceiling(model_path / "tokenizer.json", pairs))
         on_gpu = config.device.startswith("cuda")
+        flags = dict(zip(config.worker_args, config.worker_args[1:]))
+        processes = max(config.workers)
+        threads = int(flags.get("--threads", 0)) or default_threads(processes, on_cpu=not on_gpu)
+        results.append(pool_tokenizer_ceiling(model_path / "tokenizer.json", pairs, processes, threads, config.device,
+                                              fast="--no-fast-tokenizer" not in config.worker_args))
         dtype = config.ceiling_dtype or ("float16" if on_gpu else "float32")
         # Batches of 512 keep a GPU busy; on a CPU they fall out of cache, and 32 (as
         # CrossEncoder.predict uses) runs fastest.

@@ -90,6 +90,7 @@ def test_bench_writes_a_report_with_baseline_and_ceilings(tmp_path):
     names = [b["name"] for b in result["baselines"]]
     assert names[0] == "CrossEncoder.predict(batch_size=32)"
     assert "tokenizer ceiling" in names and any(n.startswith("compute ceiling (float32") for n in names)
+    assert "tokenizer ceiling (pool: flash-tokenizer+tokenizers)" in names  # the workers' own tokenizer
     assert [c["concurrency"] for c in result["configs"]] == [1, 4]
     assert all(c["pairs"] == 64 for c in result["configs"])  # every pair came back scored
     assert result["batching"]["split_min"] == 4 and result["batching"]["bucket_edges"] == [64, 512]
