@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# Low-load latency on the H100 host: a lone 32-pair request with and without idle workers
-# sharing it (--split-min), and the null engine (no model: broker, wire, tokenization).
+# H100 host, one session: what flash-tokenizer changes (A/B against tokenizers alone), low-load latency of a lone
+# 32-pair request with and without idle workers sharing it (--split-min), the null engine (no model: broker, wire,
+# tokenization), 8 workers x 4 threads, the small-batch latency probe and the stage profile.
 set -uo pipefail
 source bench/gpu/setup.sh
+OMP_NUM_THREADS=8 RAYON_NUM_THREADS=8 timeout 100 python3 bench/gpu/latency_probe.py /tmp/l6 8 16 32 2>&1 | grep -v Warn \
+  | tee $R/latency-probe-l6.txt
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
-for s in 0 8 16; do
-  T=120 run --out $R/h100-l6-split$s --model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 32 \
-      --concurrency 1 --pairs 8000 --broker-args "$BROKER --split-min $s" --worker-args "--threads 8" \
+L6="--model /tmp/l6 --device cuda --engine torch:float16 --batch 32"
+for s in 0 16; do
+  T=90 run --out $R/h100-l6-flash-split$s $L6 --workers 4 --concurrency 1 --pairs 8000 \
+      --broker-args "$BROKER --split-min $s" --worker-args "--threads 8" \
       --title "H100: L6 stand-in, one client, --split-min $s" --description "32-pair requests at concurrency 1"
 done
-T=150 run --out $R/h100-null-packed --model /tmp/l6 --device cuda --engine null --workers 4 --batch 32 \
-    --concurrency 1,128 --pairs 30000 --broker-args "$BROKER" --worker-args "--threads 8" \
-    --title "H100 host: the pool without a model (null engine)" \
+T=110 run --out $R/h100-l6-tokenizers $L6 --workers 4 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
+    --worker-args "--threads 8 --no-fast-tokenizer" --title "H100: L6 stand-in, tokenizers only (A/B)" \
+    --description "as h100-l6-flash-ab with --no-fast-tokenizer, same host session"
+T=110 run --out $R/h100-l6-flash-ab $L6 --workers 4 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
+    --worker-args "--threads 8" --title "H100: L6 stand-in, flash-tokenizer (A/B)" \
+    --description "4 workers x 8 threads; the A/B partner of h100-l6-tokenizers"
+T=110 run --out $R/h100-l6-flash-8w $L6 --workers 8 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
+    --worker-args "--threads 4" --title "H100: L6 stand-in, 8 workers x 4 threads" --description "flash-tokenizer"
+T=90 run --out $R/h100-null-flash --model /tmp/l6 --device cuda --engine null --workers 4 --batch 32 \
+    --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" --worker-args "--threads 8" \
+    --title "H100 host: the pool without a model (null engine), flash-tokenizer" \
     --description "tokenization, broker, wire and clients only: what the pool costs around the model"
-for n in h100-l6-split0 h100-l6-split8 h100-l6-split16 h100-null-packed; do
+timeout 80 python3 -m rerankpool.bench.profile --model /tmp/l6 --device cuda --dtype float16 --batch 256 \
+    --pairs 8000 --threads 8 --processes 1,4 2>&1 | grep '^{' | tee $R/h100-profile-flash.jsonl | cut -c1-400
+for n in h100-l6-flash-split0 h100-l6-flash-split16 h100-l6-tokenizers h100-l6-flash-ab h100-l6-flash-8w h100-null-flash; do
   echo "## $n"; sed -n '/## Results Summary/,/^_Latencies/p' $R/$n/$n.md | grep "^|"; done

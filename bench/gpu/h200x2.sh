@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
 # Two-GPU scaling on a host with two H200s: the same saturated load on one GPU, then on two.
-# The real 12-layer model on SQuAD pairs: the most GPU work per tokenized pair of our workloads,
-# so one GPU is the limit before the host's cores are.
+# The real 12-layer model on SQuAD pairs, workers tokenizing with flash-tokenizer.
 set -uo pipefail
 source bench/gpu/setup.sh
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
-M=ms-marco-MiniLM-L-12-v2
-common="--model $M --device cuda --engine torch:float16 --batch 32 --concurrency 128,256 --pairs 40000 --broker-args"
-T=220 run --out $R/h200-l12-1gpu-4w $common "$BROKER" --workers 4 --worker-args "--threads 8 --devices 0" \
-    --ceilings --title "2x H200 host: L12 on ONE GPU, 4 workers" --description "4 workers on cuda:0; packed fp16"
-T=200 run --out $R/h200-l12-1gpu-8w $common "$BROKER" --workers 8 --worker-args "--threads 8 --devices 0" \
-    --title "2x H200 host: L12 on ONE GPU, 8 workers" --description "8 workers on cuda:0; packed fp16"
-T=200 run --out $R/h200-l12-2gpu-8w $common "$BROKER" --workers 8 --worker-args "--threads 8 --devices 0,1" \
-    --title "2x H200 host: L12 on TWO GPUs, 8 workers" --description "8 workers, round robin over cuda:0 and cuda:1"
-for n in h200-l12-1gpu-4w h200-l12-1gpu-8w h200-l12-2gpu-8w; do
-  sed -n '/## Results Summary/,/^_Latencies/p;/^| Config | Agg TP/,/^$/p' $R/$n/$n.md | grep "^|"; done
+common="--model ms-marco-MiniLM-L-12-v2 --device cuda --engine torch:float16 --batch 32 --concurrency 128,256 --pairs 60000 --broker-args"
+T=230 run --out $R/h200-l12-flash-1gpu $common "$BROKER" --workers 4 --worker-args "--threads 8 --devices 0" \
+    --ceilings --title "2x H200 host: L12 on ONE GPU, flash-tokenizer" --description "4 workers x 8 threads on cuda:0; packed fp16"
+T=200 run --out $R/h200-l12-flash-2gpu $common "$BROKER" --workers 8 --worker-args "--threads 4 --devices 0,1" \
+    --title "2x H200 host: L12 on TWO GPUs, flash-tokenizer" --description "8 workers x 4 threads, round robin over cuda:0 and cuda:1"
+T=130 run --out $R/h200-l12-flash-2gpu-16w $common "$BROKER" --workers 16 --worker-args "--threads 4 --devices 0,1" \
+    --title "2x H200 host: L12 on TWO GPUs, 16 workers" --description "16 workers x 4 threads over cuda:0 and cuda:1"
+for n in h200-l12-flash-1gpu h200-l12-flash-2gpu h200-l12-flash-2gpu-16w; do
+  echo "## $n"; sed -n '/## Results Summary/,/^_Latencies/p;/^| Config | Agg TP/,/^$/p' $R/$n/$n.md | grep "^|"; done

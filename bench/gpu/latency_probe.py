@@ -23,7 +23,8 @@ sizes = [int(x) for x in sys.argv[2:]] or [8, 32]
 engine = TorchEngine(EngineConfig(path, "torch", "cuda", "float16"))
 tok = PairTokenizer(path / "tokenizer.json")
 pairs = pair_stream(load_squad(), 8000)
-print("attention:", engine.packed_model.attention, "| CUDA graphs:", engine.graphs is not None)
+print("attention:", engine.packed_model.attention, "| CUDA graphs:", engine.graphs is not None,
+      "| tokenizer:", tok.backend)
 
 
 def ms(samples):
