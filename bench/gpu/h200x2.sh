@@ -11,7 +11,5 @@ T=230 run --out $R/h200-l12-flash-1gpu $common "$BROKER" --workers 4 --worker-ar
     --ceilings --title "2x H200 host: L12 on ONE GPU, flash-tokenizer" --description "4 workers x 8 threads on cuda:0; packed fp16"
 T=200 run --out $R/h200-l12-flash-2gpu $common "$BROKER" --workers 8 --worker-args "--threads 4 --devices 0,1" \
     --title "2x H200 host: L12 on TWO GPUs, flash-tokenizer" --description "8 workers x 4 threads, round robin over cuda:0 and cuda:1"
-T=130 run --out $R/h200-l12-flash-2gpu-16w $common "$BROKER" --workers 16 --worker-args "--threads 4 --devices 0,1" \
-    --title "2x H200 host: L12 on TWO GPUs, 16 workers" --description "16 workers x 4 threads over cuda:0 and cuda:1"
-for n in h200-l12-flash-1gpu h200-l12-flash-2gpu h200-l12-flash-2gpu-16w; do
+for n in h200-l12-flash-1gpu h200-l12-flash-2gpu; do
   echo "## $n"; sed -n '/## Results Summary/,/^_Latencies/p;/^| Config | Agg TP/,/^$/p' $R/$n/$n.md | grep "^|"; done
