@@ -7,8 +7,8 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
 common="--model ms-marco-MiniLM-L-12-v2 --device cuda --engine torch:float16 --batch 32 --concurrency 128,256 --pairs 60000 --broker-args"
-T=230 run --out $R/h200-l12-flash-1gpu $common "$BROKER" --workers 4 --worker-args "--threads 8 --devices 0" \
-    --ceilings --title "2x H200 host: L12 on ONE GPU, flash-tokenizer" --description "4 workers x 8 threads on cuda:0; packed fp16"
+T=230 run --out $R/h200-l12-flash-1gpu $common "$BROKER" --workers 8 --worker-args "--threads 4 --devices 0" \
+    --ceilings --title "2x H200 host: L12 on ONE GPU, flash-tokenizer" --description "8 workers x 4 threads on cuda:0; packed fp16"
 T=200 run --out $R/h200-l12-flash-2gpu $common "$BROKER" --workers 8 --worker-args "--threads 4 --devices 0,1" \
     --title "2x H200 host: L12 on TWO GPUs, flash-tokenizer" --description "8 workers x 4 threads, round robin over cuda:0 and cuda:1"
 for n in h200-l12-flash-1gpu h200-l12-flash-2gpu; do
