@@ -4,8 +4,8 @@
 # tokenization), 8 workers x 4 threads, the small-batch latency probe and the stage profile; first the GPU-only tests.
 set -uo pipefail
 source bench/gpu/setup.sh
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_wordpiece.py \
-  -k "cuda or packed or graph or wordpiece or squad or random or pairs" 2>&1 | tail -3 | tee $R/gpu-tests.txt
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py -k "cuda or packed or graph" 2>&1 \
+  | tail -3 | tee $R/gpu-tests.txt
 OMP_NUM_THREADS=8 RAYON_NUM_THREADS=8 timeout 100 python3 bench/gpu/latency_probe.py /tmp/l6 8 16 32 2>&1 | grep -v Warn \
   | tee $R/latency-probe-l6.txt
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
