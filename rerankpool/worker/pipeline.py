@@ -1,11 +1,12 @@
 """The worker's two stages: a tokenizer thread feeding the forward loop through a bounded queue.
 
 While the model runs batch k, the tokenizer thread prepares batch k+1 (``tokenizers``
-releases the GIL while it works). The forward loop runs on the thread that loaded the
-model, the process's main thread: measured on an H100, the same CUDA forward pass ran
-4x slower from a second Python thread (see ``rerankpool.bench.profile``). Finished
-batches go to the socket thread through an inproc PUSH socket, so the socket loop wakes
-on results without polling or sleeps. A crash in a stage is reported, never swallowed.
+releases the GIL while it works; flash-tokenizer holds it, for a sixth of the time).
+The forward loop runs on the thread that loaded the model, the process's main thread:
+measured on an H100, the same CUDA forward pass ran 4x slower from a second Python
+thread (see ``rerankpool.bench.profile``). Finished batches go to the socket thread
+through an inproc PUSH socket, so the socket loop wakes on results without polling or
+sleeps. A crash in a stage is reported, never swallowed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 On GPU hosts the tokenizer, not the model, limits the pool: ``tokenizers`` spends about
 a millisecond of a core on a 176-token SQuAD pair there. flash-tokenizer (C++, MIT) does
-the same BERT WordPiece about 7x faster on one core, but it is not a drop-in: it splits
+the same BERT WordPiece, and the pairs come out ~6x faster on one core
+(``bench/tokenizer_speed.py``), but it is not a drop-in: it splits
 some non-ASCII characters differently (``§``, ``¿``, ``«``, combining accents, the
 fraction slash), it has no 100-character word limit, and it does not know the special
 tokens as text. So a text goes to it only when it is safe to: every character in it
@@ -240,5 +241,5 @@ def load_fast_wordpiece(tokenizer_json: Path, threads: int | None = None) -> Fla
         return FlashWordPiece(spec, tokenizer_json, threads)
     except ImportError:
         logger.info("flash-tokenizer is not installed: tokenizing with tokenizers only "
-                    "(pip install flash-tokenizer==1.2.0 on Linux x86-64 or Windows for ~5x faster tokenizing)")
+                    "(pip install flash-tokenizer==1.2.0 on Linux x86-64 or Windows for ~6x faster tokenizing)")
         return None
