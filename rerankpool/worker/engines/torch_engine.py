@@ -65,9 +65,14 @@ class TorchEngine:
                 "single-score cross-encoders (num_labels=1)"
             )
         self.model = model.eval().to(self.device)
-        # Wait for the GPU by sleeping, not spinning: a spinning worker burns a core the
+        # Wait for large batches by sleeping, not spinning: a spinning worker burns a core the
         # tokenizers of all workers on the host need (CUDA's default spins when it can).
-        self._done = torch.cuda.Event(blocking=True) if self.device.startswith("cuda") else None
+        # Small batches, replayed from CUDA graphs, finish within a millisecond or two:
+        # there a sleeping wait's wake-up cost 0.06-0.23 ms at p50 and up to 2.5 ms at
+        # p99 on the H100 host (bench/results/h100-sync-probe.txt), so those spin.
+        on_cuda = self.device.startswith("cuda")
+        self._done = torch.cuda.Event(blocking=True) if on_cuda else None
+        self._done_soon = torch.cuda.Event() if on_cuda else None
         self.packed_model = self._packed_runner(config)
         self.packed = self.packed_model is not None
         self.graphs = None
@@ -107,7 +112,8 @@ class TorchEngine:
             capacity = self.graphs.capacity_for(chunk.input_ids.size, len(chunk.lengths)) if self.graphs else None
             if capacity is not None:
                 chunk.computed_tokens = capacity
-                return self._to_host(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity))
+                scores = self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity)
+                return self._to_host(scores, self._done_soon)
             inputs = self.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths)
             return self._to_host(self.packed_model(inputs))
         with torch.inference_mode():
@@ -118,10 +124,11 @@ class TorchEngine:
             }
             return self._to_host(self.model(**inputs).logits[:, 0])
 
-    def _to_host(self, scores) -> np.ndarray:
-        if self._done is not None:
-            self._done.record()
-            self._done.synchronize()
+    def _to_host(self, scores, done=None) -> np.ndarray:
+        done = done or self._done
+        if done is not None:
+            done.record()
+            done.synchronize()
         return scores.float().cpu().numpy()
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
