@@ -75,6 +75,24 @@ def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: s
     results.put((tok.backend, time.perf_counter() - begin))
 
 
+def collect(results, children: list, count: int) -> list:
+    """``count`` items from a queue the ``children`` processes fill; raises if one dies first."""
+    import queue
+
+    items: list = []
+    while len(items) < count:
+        try:
+            items.append(results.get(timeout=1.0))
+        except queue.Empty:
+            failed = [c for c in children if not c.is_alive() and c.exitcode]
+            if failed or not any(c.is_alive() for c in children):
+                why = f"{failed[0].name} exited with status {failed[0].exitcode}" if failed else "all exited"
+                raise RuntimeError(f"{why} before reporting: see the log above") from None
+    for child in children:
+        child.join()
+    return items
+
+
 def pool_tokenizer_ceiling(
     tokenizer_json: Path, pairs: Sequence[tuple[str, str]], processes: int, threads: int, device: str = "cuda",
     max_length: int = 512, batch: int = 256, fast: bool = True,
@@ -91,13 +109,11 @@ def pool_tokenizer_ceiling(
     batches = list(worker_batches(pairs, batch))
     start, results = ctx.Barrier(processes), ctx.Queue()
     procs = [ctx.Process(target=_tokenize_share, args=(tokenizer_json, batches[i::processes], threads, device,
-                                                        max_length, fast, start, results))
+                                                        max_length, fast, start, results), name=f"tokenizer-{i}")
              for i in range(processes)]
     for proc in procs:
         proc.start()
-    timings = [results.get(timeout=600) for _ in procs]
-    for proc in procs:
-        proc.join()
+    timings = collect(results, procs, processes)
     backend = timings[0][0]
     return BaselineResult(
         f"tokenizer ceiling (pool: {backend})", len(pairs), max(t for _, t in timings), batch,

@@ -224,21 +224,14 @@ def run_baselines_apart(config: SweepConfig, model_path: Path) -> list[BaselineR
     on the H100 host (17 ms against 5.3 ms without them); a child takes all that with it.
     """
     import multiprocessing as mp
-    import queue
+
+    from rerankpool.bench.ceilings import collect
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     child = ctx.Process(target=_baselines_child, args=(config, model_path, out), name="baselines")
     child.start()
-    while True:
-        try:
-            results = out.get(timeout=1.0)
-            break
-        except queue.Empty:
-            if not child.is_alive():
-                status = child.exitcode
-                raise RuntimeError(f"the baselines process died (exit status {status}): see its log above") from None
-    child.join()
+    (results,) = collect(out, [child], 1)
     return results
 
 
