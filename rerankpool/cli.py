@@ -40,7 +40,8 @@ def broker_flags() -> argparse.ArgumentParser:
     g.add_argument("--bucket-edges", type=_ints, default=DEFAULT_BUCKET_EDGES,
                    help="upper token lengths of the length buckets, comma-separated")
     g.add_argument("--split-min", type=int, default=b.split_min,
-                   help="idle workers share a small queue in batches of at least this many pairs (0: never split)")
+                   help="idle workers share a small queue, each taking at least this many pairs "
+                        "but the last (0: never split)")
     g.add_argument("--request-timeout-ms", type=int, default=30_000, help="deadline of requests that name none")
     g.add_argument("--max-queued-pairs", type=int, default=200_000,
                    help="queue bound; beyond it requests get an 'overloaded' error at once")
@@ -78,7 +79,8 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--capacity", type=int, default=2, help="batches in flight per worker (>= 2)")
     g.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per worker (default on CPU: cores / workers)")
-    g.add_argument("--compile", action="store_true", help="torch.compile / mx.compile the forward pass")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile / mx.compile the forward pass (torch: the padded one, not --packed)")
     g.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
                    help="torch, BERT models: run packed tokens with no padding (default: on for CUDA)")
     g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",

@@ -5,14 +5,14 @@ measured on SQuAD: English WordPiece averages ~4.8 characters per token, so the
 estimate errs long). A batch never mixes buckets unless a worker would otherwise idle,
 so padding stays small without tokenizing in the broker.
 
-When is a bucket shipped? (``Dispatcher`` in ``server.py`` applies this rule.)
+When is a bucket shipped? (``PoolCore.dispatch`` in ``core.py`` applies this rule.)
 
 * Full: it holds ``max_batch`` pairs or ``max_batch_tokens`` padded tokens.
 * Due: its oldest pair has waited ``timeout_ms``.
 * Idle worker: a worker with nothing in flight takes the best batch there is *now*
   (``pop_any``), even a partial one, merged across buckets. When several workers are
-  idle, a small queue is shared among them (batches of at least ``split_min`` pairs),
-  so a lone request is tokenized and run by several workers at once.
+  idle, a small queue is shared among them: each takes max(``split_min``, queue / idle
+  workers) pairs, the last what is left, so a lone request is tokenized and run by several workers at once.
 
 At low load a worker is idle when a request arrives, so it is served at once. At
 high load every worker already has a batch running, so pairs collect until buckets
@@ -41,7 +41,7 @@ class BatchingConfig:
     max_batch_tokens: int = 16_384
     timeout_ms: float = 5.0
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES
-    split_min: int = 16  # idle workers share a small queue in batches of >= this many pairs (0: never split)
+    split_min: int = 16  # idle workers share a small queue, each taking >= this many pairs but the last (0: never)
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_batch_tokens < 1:

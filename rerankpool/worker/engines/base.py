@@ -3,8 +3,9 @@
 A worker runs each batch in three stages, as Infinity does: tokenize (shared by all
 engines, see ``rerankpool.worker.tokenize``), ``forward`` on the device, and the scores
 back as float32. Engines only implement the device part, so the tokenizer, the length
-sorting and the padding plan are the same for PyTorch, MLX and ONNX Runtime, and scores
-can be compared across engines pair for pair.
+sorting and the padding plan are the same for PyTorch, MLX and ONNX Runtime (engines
+that run packed tokens get ``PackedChunk``s, with no padding to plan), and scores can
+be compared across engines pair for pair.
 """
 
 from __future__ import annotations

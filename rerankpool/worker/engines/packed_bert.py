@@ -267,32 +267,31 @@ class GraphedPackedBert:
     def __init__(self, packed: PackedBert, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
         if packed.attention != "varlen":
             raise ValueError("CUDA graphs need the varlen attention path")
-        self.packed = packed
-        self.max_len = max_len
-        self.device = packed.device
+        device = packed.device
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         pool = None
         for capacity in sorted(buckets, reverse=True):  # largest first, so smaller ones reuse its memory
             rows = graph_rows(capacity)
-            host_ids = torch.zeros((3, capacity), dtype=torch.int64, device=self.device)
-            cu = torch.zeros(rows + 1, dtype=torch.int32, device=self.device)
+            host_ids = torch.zeros((3, capacity), dtype=torch.int64, device=device)
+            cu = torch.zeros(rows + 1, dtype=torch.int32, device=device)
             lengths = capture_lengths(capacity, rows)
             total = int(lengths.sum())
             ids, cu_host = graph_layout(np.ones(total, np.int64), np.zeros(total, np.int64), lengths, capacity, rows)
             host_ids.copy_(torch.from_numpy(ids))
             cu.copy_(torch.from_numpy(cu_host))
             inputs = PackedInputs(host_ids[0], host_ids[1], host_ids[2], cu, lengths, max_len)
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(stream):
                 for _ in range(2):
                     packed(inputs)
-            torch.cuda.current_stream(self.device).wait_stream(stream)
+            torch.cuda.current_stream(device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
                 out = packed(inputs)
             pool = graph.pool()
             self._graphs[capacity] = (graph, host_ids, cu, out)
+        self._capacities = sorted(self._graphs)  # smallest first: capacity_for takes the first that fits
 
     def capacity_for(self, tokens: int, pairs: int) -> int | None:
         """The smallest graph that holds the batch, or None (run it eager).
@@ -300,15 +299,15 @@ class GraphedPackedBert:
         At least one tail token stays free, so that the score gather of the empty rows
         (which point at the first tail token) stays in bounds.
         """
-        for capacity in sorted(self._graphs):
-            if tokens < capacity and pairs <= self._graphs[capacity][2].numel() - 1:
+        for capacity in self._capacities:
+            if tokens < capacity and pairs <= graph_rows(capacity):
                 return capacity
         return None
 
     def __call__(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray,
                  capacity: int) -> torch.Tensor:
         graph, host_ids, cu, out = self._graphs[capacity]
-        ids, cu_host = graph_layout(input_ids, token_type_ids, lengths, capacity, cu.numel() - 1)
+        ids, cu_host = graph_layout(input_ids, token_type_ids, lengths, capacity, graph_rows(capacity))
         host_ids.copy_(torch.from_numpy(ids))
         cu.copy_(torch.from_numpy(cu_host))
         graph.replay()

@@ -2,9 +2,10 @@
 
 On CUDA, BERT models run on packed tokens (``packed_bert``): no padding in the dense
 layers and FlashAttention's variable-length kernel, so a batch of mixed lengths is one
-forward pass with no padding waste. Elsewhere (and for other architectures) the padded
-transformers forward pass runs on length-sorted chunks: on CPU, packed measured no
-faster (the sorted chunks there already hold little padding).
+forward pass (up to 65,536 tokens) with no padding waste; ``--packed`` runs the same on
+other devices, with attention in padded groups. Otherwise (and for other architectures)
+the padded transformers forward pass runs on length-sorted chunks: on CPU, packed
+measured no faster (the sorted chunks there already hold little padding).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class TorchEngine:
             except (RuntimeError, ValueError) as exc:  # a driver or torch that cannot capture: run eager
                 logger.warning("CUDA graph capture failed (%s); small batches run eager", exc)
         if config.compile:
+            if self.packed:
+                logger.warning("--compile: the packed forward pass runs uncompiled; only the padded model is "
+                               "compiled (use --no-packed to run that)")
             self.model = torch.compile(self.model, dynamic=False)
         logger.info(
             "torch engine: %s on %s (%s%s)", config.model_path, self.device, self.dtype,
