@@ -308,7 +308,7 @@ def bench_parser(sub) -> None:
     p.add_argument("--baseline", action="store_true", help="also time CrossEncoder.predict on the same pairs")
     p.add_argument("--baseline-batch-size", type=int, default=32)
     p.add_argument("--ceilings", action="store_true",
-                   help="also measure the tokenizer and forward-pass ceilings on the same pairs")
+                   help="also measure the tokenizer, forward-pass and compute ceilings on the same pairs")
     p.add_argument("--render", default=None, metavar="NAME.json",
                    help="only rewrite the report and plots of a finished sweep from its raw JSON")
     p.add_argument("--compare", default=None, help="a reference report to print deltas against")

@@ -8,7 +8,6 @@ timeout 120 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_par
   | tail -3 | tee $R/gpu-tests.txt
 OMP_NUM_THREADS=8 RAYON_NUM_THREADS=8 timeout 100 python3 bench/gpu/latency_probe.py /tmp/l6 8 16 32 2>&1 | grep -v Warn \
   | tee $R/latency-probe-l6.txt
-BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
 L6="--model /tmp/l6 --device cuda --engine torch:float16 --batch 32"
 for s in 0 16; do
   T=90 run --out $R/h100-l6-flash-split$s $L6 --workers 4 --concurrency 1 --pairs 8000 \

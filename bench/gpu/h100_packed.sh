@@ -7,7 +7,6 @@ source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 python3 -c "import torch, transformers, sentence_transformers as st; print(torch.__version__, transformers.__version__, st.__version__)" | tee -a $R/host.txt
 POOL="--device cuda --engine torch:float16 --workers 4"
-BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
 T=190 run --out $R/h100-l6-flash --model /tmp/l6 $POOL --batch 32 --concurrency 1,64,128 --pairs 40000 \
     --baseline --ceilings --broker-args "$BROKER" --worker-args "--threads 8" \
     --title "H100: L6 stand-in, packed fp16, flash-tokenizer, SQuAD pairs" \

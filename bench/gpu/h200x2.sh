@@ -5,7 +5,6 @@ set -uo pipefail
 source bench/gpu/setup.sh
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
-BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
 common="--model ms-marco-MiniLM-L-12-v2 --device cuda --engine torch:float16 --batch 32 --concurrency 128,256 --pairs 60000 --broker-args"
 T=230 run --out $R/h200-l12-flash-1gpu $common "$BROKER" --workers 8 --worker-args "--threads 4 --devices 0" \
     --ceilings --title "2x H200 host: L12 on ONE GPU, flash-tokenizer" --description "8 workers x 4 threads on cuda:0; packed fp16"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rerankpool.bench.ceilings import encode_pairs
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.worker.engines.base import EngineConfig
 from rerankpool.worker.engines.torch_engine import TorchEngine
@@ -36,8 +37,7 @@ for n in sizes:
     for start in range(0, min(len(pairs), 200 * n), n):
         group = pairs[start : start + n]
         t0 = time.perf_counter()
-        (chunk,) = tok.encode([q for q, _ in group], list(range(len(group))), [d for _, d in group],
-                              PACKED_POLICY).chunks
+        (chunk,) = encode_pairs(tok, group, PACKED_POLICY).chunks
         t1 = time.perf_counter()
         out = engine.packed_model(engine.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths))
         t2 = time.perf_counter()

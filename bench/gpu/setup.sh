@@ -9,5 +9,6 @@ export RERANKPOOL_SQUAD=$PWD/.carry/squad-dev-rerank.json.gz RERANKPOOL_CACHE=/t
 R=/tmp/bench; mkdir -p $R
 trap 'tar czf $OUT/results.tgz -C $R . 2>/dev/null' EXIT
 bash bench/gpu/make_l6.sh || exit 1
-GPU_BROKER="--max-batch 512 --max-batch-tokens 131072 --batch-timeout-ms 10 --bucket-edges 64,128,192,256,384,512"
+# The broker for packed GPU workers: one length bucket (they do not pad), batches up to 256 pairs.
+BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
 run() { echo "== $*"; timeout ${T:-200} python3 -m rerankpool --log-level WARNING bench "$@" 2>&1 | grep -v "^Loading" | tail -3; }

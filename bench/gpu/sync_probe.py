@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rerankpool.bench.ceilings import encode_pairs
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.worker.engines.base import EngineConfig
 from rerankpool.worker.engines.packed_bert import graph_layout
@@ -27,8 +28,7 @@ n = int(sys.argv[2]) if len(sys.argv) > 2 else 16
 engine = TorchEngine(EngineConfig(path, "torch", "cuda", "float16"))
 tok = PairTokenizer(path / "tokenizer.json")
 pairs = pair_stream(load_squad(), 300 * n)
-chunks = [tok.encode([q for q, _ in g], list(range(n)), [d for _, d in g], PACKED_POLICY).chunks[0]
-          for g in (pairs[i : i + n] for i in range(0, len(pairs), n))]
+chunks = [encode_pairs(tok, pairs[i : i + n], PACKED_POLICY).chunks[0] for i in range(0, len(pairs), n)]
 graphs = engine.graphs
 pinned: dict[int, tuple] = {}
 

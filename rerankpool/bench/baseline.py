@@ -19,12 +19,7 @@ def load_cross_encoder(model_path: Path, device: str = "cpu", max_length: int = 
     import torch
     from sentence_transformers import CrossEncoder
 
-    try:
-        return CrossEncoder(str(model_path), device=device, max_length=max_length, activation_fn=torch.nn.Identity())
-    except TypeError:  # sentence-transformers < 4 names it differently
-        return CrossEncoder(
-            str(model_path), device=device, max_length=max_length, default_activation_function=torch.nn.Identity()
-        )
+    return CrossEncoder(str(model_path), device=device, max_length=max_length, activation_fn=torch.nn.Identity())
 
 
 def run_cross_encoder(

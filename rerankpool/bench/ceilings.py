@@ -1,13 +1,15 @@
-"""The two ceilings a pool can approach: tokenizer throughput and the model's forward pass.
+"""The ceilings a pool can approach: tokenizer throughput and the model's forward pass.
 
-Both are measured in one process on the same pairs as the sweep, with no broker,
-no sockets and no Python per pair: the tokenizer with ``encode_batch`` on all cores,
-the model on length-sorted, pre-tokenized batches already on the device. The forward
-pass is timed both padded (transformers, as the issue's ceiling was measured) and, where
-the engine runs packed tokens (CUDA), packed: the higher one is the model's ceiling. The
-pool's end-to-end throughput is then quoted as a fraction of the lower ceiling.
+All are measured on the same pairs as the sweep, with no broker and no sockets. The
+tokenizer twice: ``tokenizers.encode_batch`` in one process on all cores (no Python per
+pair), and the workers' own ``PairTokenizer`` in as many processes as the pool has, on
+worker-sized batches (what the pool itself can tokenize). The model in one process, on
+length-sorted, pre-tokenized batches already on the device, timed padded (transformers,
+as the issue's ceiling was measured) and, where the engine runs packed tokens (CUDA),
+packed: the higher one is the model's ceiling. The pool's end-to-end throughput is then
+quoted as a fraction of each.
 
-A third, the compute ceiling, bounds any engine in a given dtype: the device's measured
+The compute ceiling bounds any engine in a given dtype: the device's measured
 matmul rate at the model's own layer shapes, divided by the model's FLOPs per pair (from
 its config and the pairs' real token counts, no padding). No runtime can beat it without
 changing the arithmetic (another dtype, dropped inputs), so it says at once whether a
@@ -23,6 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rerankpool.bench.children import collect
 from rerankpool.bench.results import BaselineResult
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer, unpad
 
@@ -64,33 +67,17 @@ def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: s
     from rerankpool.worker.pool import thread_env
 
     os.environ.update(thread_env(threads, device))
-    from rerankpool.worker.loop import PACKED_POLICY
+    from rerankpool.worker.loop import WorkerConfig
 
+    # The chunks a worker cuts on this device: packed on CUDA (BERT models), padded elsewhere.
+    policy = WorkerConfig(device=device).policy(packed=device.startswith("cuda"))
     tok = PairTokenizer(tokenizer_json, max_length, fast=fast, threads=threads)
-    tok.encode(*batches[0], PACKED_POLICY)  # warm-up: thread pools, character checks
+    tok.encode(*batches[0], policy)  # warm-up: thread pools, character checks
     start.wait()
     begin = time.perf_counter()
     for batch in batches:
-        tok.encode(*batch, PACKED_POLICY)
+        tok.encode(*batch, policy)
     results.put((tok.backend, time.perf_counter() - begin))
-
-
-def collect(results, children: list, count: int) -> list:
-    """``count`` items from a queue the ``children`` processes fill; raises if one dies first."""
-    import queue
-
-    items: list = []
-    while len(items) < count:
-        try:
-            items.append(results.get(timeout=1.0))
-        except queue.Empty:
-            failed = [c for c in children if not c.is_alive() and c.exitcode]
-            if failed or not any(c.is_alive() for c in children):
-                why = f"{failed[0].name} exited with status {failed[0].exitcode}" if failed else "all exited"
-                raise RuntimeError(f"{why} before reporting: see the log above") from None
-    for child in children:
-        child.join()
-    return items
 
 
 def pool_tokenizer_ceiling(
@@ -99,8 +86,8 @@ def pool_tokenizer_ceiling(
 ) -> BaselineResult:
     """Pairs/s of the workers' own tokenizer in ``processes`` processes at once, as the pool runs it.
 
-    Each process tokenizes its share of the pairs in broker-sized batches into packed
-    chunks (what a GPU worker does before its forward pass); the rate is all pairs over
+    Each process tokenizes its share of the pairs in broker-sized batches into the chunks
+    a worker on ``device`` cuts (packed on CUDA, padded elsewhere); the rate is all pairs over
     the slowest process's time. This is the tokenizer ceiling the pool itself can reach.
     """
     import multiprocessing as mp
@@ -117,7 +104,7 @@ def pool_tokenizer_ceiling(
     backend = timings[0][0]
     return BaselineResult(
         f"tokenizer ceiling (pool: {backend})", len(pairs), max(t for _, t in timings), batch,
-        f"the workers' PairTokenizer in {processes} processes x {threads} threads, batches of {batch}, packed",
+        f"the workers' PairTokenizer in {processes} processes x {threads} threads, batches of {batch}",
     )
 
 
@@ -146,7 +133,7 @@ def _median_seconds(device: str, run: Callable[[], object], repeats: int) -> flo
     return float(np.median([once() for _ in range(repeats)]))
 
 
-def _encode(tok: PairTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
+def encode_pairs(tok: PairTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
     """The pairs through the worker's own tokenizer, one query entry per pair."""
     return tok.encode([q for q, _ in pairs], list(range(len(pairs))), [d for _, d in pairs], policy)
 
@@ -170,7 +157,7 @@ def compute_ceiling(model_path: Path, pairs: Sequence[tuple[str, str]], device: 
 
     config = json.loads((model_path / "config.json").read_text())
     tok = PairTokenizer(model_path / "tokenizer.json", max_length)
-    (chunk,) = _encode(tok, pairs, ChunkPolicy(packed=True)).chunks
+    (chunk,) = encode_pairs(tok, pairs, ChunkPolicy(packed=True)).chunks
     flops = sum(bert_flops(config, int(n)) for n in chunk.lengths)
     rate = matmul_flops_per_s(config["hidden_size"], config["intermediate_size"], device, dtype)
     return BaselineResult(
@@ -197,10 +184,10 @@ def forward_ceilings(
 
     engine = TorchEngine(EngineConfig(model_path, "torch", device, dtype, max_length))
     tok = PairTokenizer(model_path / "tokenizer.json", max_length)
-    (everything,) = _encode(tok, pairs, ChunkPolicy(packed=True)).chunks  # its rows are sorted by length
+    (everything,) = encode_pairs(tok, pairs, ChunkPolicy(packed=True)).chunks  # its rows are sorted by length
     whole = ChunkPolicy(overhead_tokens=2**62)  # one padded chunk per batch
     chunks = [
-        _encode(tok, [pairs[i] for i in everything.rows[start : start + batch_size]], whole).chunks[0]
+        encode_pairs(tok, [pairs[i] for i in everything.rows[start : start + batch_size]], whole).chunks[0]
         for start in range(0, len(pairs), batch_size)
     ]
     padded = [

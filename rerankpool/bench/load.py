@@ -58,7 +58,7 @@ def run_load(
     return _run_processes(address, requests, concurrency, timeout_s, on_done, processes)
 
 
-async def _run(address, requests, concurrency, timeout_s, on_done, start_at: float | None = None):
+async def _run(address, requests, concurrency, timeout_s, on_done):
     queue_: asyncio.Queue[BenchRequest] = asyncio.Queue()
     for req in requests:
         queue_.put_nowait(req)
@@ -85,7 +85,7 @@ async def _run(address, requests, concurrency, timeout_s, on_done, start_at: flo
                 if on_done is not None:
                     on_done(req.size)
 
-    start = clock() if start_at is None else start_at
+    start = clock()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     return clock() - start, samples
 

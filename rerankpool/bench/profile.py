@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rerankpool.bench.ceilings import worker_batches
+from rerankpool.bench.children import collect
 
 
 def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, threads: int | None,
@@ -136,12 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     spawn = mp.get_context("spawn")
     for n in (int(x) for x in args.processes.split(",")):
         queue, barrier = spawn.Queue(), spawn.Barrier(n)
-        procs = [spawn.Process(target=_child, args=(args, pairs, queue, barrier)) for _ in range(n)]
+        procs = [spawn.Process(target=_child, args=(args, pairs, queue, barrier), name=f"profile-{i}")
+                 for i in range(n)]
         for p in procs:
             p.start()
-        results = [queue.get() for _ in procs]
-        for p in procs:
-            p.join()
+        results = collect(queue, procs, n)
         total = {k: sum(r[k] for r in results) for k in results[0] if k.endswith("pairs_per_s")}
         print(json.dumps({"processes": n, "threads": args.threads, "total": total, "each": results}))
     return 0

@@ -52,8 +52,8 @@ class SweepConfig:
     connect: str | None = None
     baseline: bool = False
     baseline_batch_size: int = 32
-    ceilings: bool = False  # also measure the tokenizer and forward-pass ceilings on the same pairs
-    ceiling_dtype: str | None = None  # the forward ceiling's dtype (None: float16 on CUDA, else float32)
+    ceilings: bool = False  # also measure the tokenizer, forward-pass and compute ceilings on the same pairs
+    ceiling_dtype: str | None = None  # forward and compute ceilings' dtype (None: float16 on CUDA, else float32)
     sample_interval_s: float = 0.25
     warmup_requests: int = 4
     load_processes: int | None = None  # processes for the clients (None: by concurrency, see load.py)
@@ -147,7 +147,7 @@ def measure(
 ) -> ConfigResult:
     requests, _ = build_requests(config, batch)
     procs = config.load_processes or load_processes(conc)
-    run_load(address, requests[: config.warmup_requests], conc, processes=procs)  # warm-up, not measured
+    run_load(address, requests[: config.warmup_requests], conc)  # warm-up of the pool, not measured
     label = f"{config.name}_{engine.replace(':', '-')}_w{workers}_b{batch}_c{conc}"
     watcher = PoolWatcher(address)
     probes = [ProcessProbe(process_roles(address, broker_pid)), NvmlProbe(), MetalProbe()]
@@ -183,6 +183,7 @@ def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
     """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
     from rerankpool.bench.ceilings import compute_ceiling, forward_ceilings, pool_tokenizer_ceiling, tokenizer_ceiling
+    from rerankpool.cli import worker_flags
     from rerankpool.worker.pool import default_threads
 
     requests, _ = build_requests(config, config.batches[0])
@@ -196,14 +197,14 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
         results.append(run_cross_encoder(model, pairs, config.baseline_batch_size))
         del model
     if config.ceilings:
-        logger.info("ceilings: tokenizer and forward pass on %d pairs", len(pairs))
+        logger.info("ceilings: tokenizers, the workers' tokenizer, forward pass and compute on %d pairs", len(pairs))
         results.append(tokenizer_ceiling(model_path / "tokenizer.json", pairs))
         on_gpu = config.device.startswith("cuda")
-        flags = dict(zip(config.worker_args, config.worker_args[1:]))
+        wargs, _ = worker_flags(connect=False).parse_known_args(config.worker_args)
         processes = max(config.workers)
-        threads = int(flags.get("--threads", 0)) or default_threads(processes, on_cpu=not on_gpu)
+        threads = wargs.threads or default_threads(processes, on_cpu=not wargs.devices and config.device == "cpu")
         results.append(pool_tokenizer_ceiling(model_path / "tokenizer.json", pairs, processes, threads, config.device,
-                                              fast="--no-fast-tokenizer" not in config.worker_args))
+                                              fast=wargs.fast_tokenizer))
         dtype = config.ceiling_dtype or ("float16" if on_gpu else "float32")
         # Batches of 512 keep a GPU busy; on a CPU they fall out of cache, and 32 (as
         # CrossEncoder.predict uses) runs fastest.
@@ -225,7 +226,7 @@ def run_baselines_apart(config: SweepConfig, model_path: Path) -> list[BaselineR
     """
     import multiprocessing as mp
 
-    from rerankpool.bench.ceilings import collect
+    from rerankpool.bench.children import collect
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()

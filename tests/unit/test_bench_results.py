@@ -90,7 +90,7 @@ def test_bert_flops_match_the_models_own_matmuls():
     )
     n = 37
     attention = config.num_hidden_layers * 4 * n * n * config.hidden_size
-    head = 2 * config.hidden_size * config.hidden_size + 2 * config.hidden_size
+    head = 2 * (model.bert.pooler.dense.weight.numel() + model.classifier.weight.numel())  # counted, not derived
     assert bert_flops(config.to_dict(), n) == 2 * n * encoder_weights + attention + head
 
 
@@ -104,7 +104,7 @@ def test_collect_gets_what_children_report_and_raises_when_one_dies_silent():
     """A sweep's helper processes either report or fail the sweep at once; it never waits on a dead child."""
     import multiprocessing as mp
 
-    from rerankpool.bench.ceilings import collect
+    from rerankpool.bench.children import collect
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
