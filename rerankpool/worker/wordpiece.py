@@ -125,6 +125,27 @@ class TextIds:
         return [self.flat[s : s + n].tolist() for s, n in zip(self.starts, self.lengths)]
 
 
+def balanced_order(sizes: np.ndarray, parts: int) -> np.ndarray:
+    """An order of items whose ``parts`` contiguous blocks hold near-equal total size.
+
+    flash-tokenizer splits a batch among its OpenMP threads in contiguous blocks (a
+    static schedule: the first ``n % parts`` threads take one item more). Fed as
+    ``[queries..., docs...]``, half the threads got the short queries and idled while
+    the others did every document. Dealing the items, largest first, back and forth
+    over the blocks evens the work out.
+    """
+    n = len(sizes)
+    if parts <= 1 or n <= 1:
+        return np.arange(n)
+    largest_first = np.argsort(-np.asarray(sizes), kind="stable")
+    position = np.arange(n)
+    lane = position % parts
+    block = np.where((position // parts) % 2 == 0, lane, parts - 1 - lane)
+    if n % parts and (n // parts) % 2:  # the short last round went backwards: mirror, so extras land first
+        block = parts - 1 - block
+    return largest_first[np.argsort(block, kind="stable")]
+
+
 def ragged_take(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``concatenate([flat[s : s + n] for s, n in zip(starts, lengths)])`` without a Python loop."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -141,7 +162,8 @@ class FlashWordPiece:
         from tokenizers import Tokenizer
 
         self.spec = spec
-        self._parallel = (threads or os.cpu_count() or 1) > 1
+        self._threads = threads or os.cpu_count() or 1
+        self._parallel = self._threads > 1
         self._slow = Tokenizer.from_file(str(tokenizer_json))
         self._slow.no_padding()
         self._slow.no_truncation()
@@ -208,8 +230,11 @@ class FlashWordPiece:
         """Token ids of each text, without [CLS]/[SEP]: exactly what ``tokenizers`` gives."""
         safe = np.fromiter((self.safe(t) for t in texts), dtype=bool, count=len(texts))
         fast_rows = np.flatnonzero(safe)
-        fast = self._flash.batch_encode([texts[i] for i in fast_rows], "longest", -1,
-                                        self._parallel and len(fast_rows) >= _PARALLEL_MIN_TEXTS)
+        parallel = self._parallel and len(fast_rows) >= _PARALLEL_MIN_TEXTS
+        if parallel:  # every block below is encoded in this order, so nothing needs undoing
+            sizes = np.fromiter((len(texts[i]) for i in fast_rows), dtype=np.int64, count=len(fast_rows))
+            fast_rows = fast_rows[balanced_order(sizes, self._threads)]
+        fast = self._flash.batch_encode([texts[i] for i in fast_rows], "longest", -1, parallel)
         # flash-tokenizer wraps each text in [CLS] ... [SEP]: keep them in the array (they
         # also keep "##" runs from crossing texts) and point past them.
         fast_lengths = np.fromiter(map(len, fast), dtype=np.int64, count=len(fast))

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rerankpool.worker.tokenize import ChunkPolicy, plan_chunks, plan_packed, round_up
+from rerankpool.worker.wordpiece import balanced_order
 
 
 def waste(lengths, chunks, multiple=1):
@@ -78,3 +79,16 @@ def test_packed_encoding_holds_the_padded_chunks_tokens(tmp_path):
             assert (chunk.input_ids[a:b].tolist(), chunk.token_type_ids[a:b].tolist()) == by_row[int(row)]
     assert sorted(int(r) for c in packed.chunks for r in c.rows) == [0, 1, 2, 3]
     assert len(packed.chunks) > 1  # the 64-token pair does not fit with the others in 100 tokens
+
+
+@given(st.lists(st.integers(0, 2000), max_size=300), st.integers(1, 16))
+def test_balanced_order_evens_out_openmp_static_blocks(sizes, parts):
+    order = balanced_order(np.array(sizes, dtype=np.int64), parts)
+    assert sorted(order.tolist()) == list(range(len(sizes)))  # a permutation
+    # libgomp's static schedule: contiguous blocks, the first n % parts one item longer
+    q, r = divmod(len(sizes), parts)
+    counts = [q + 1 if i < r else q for i in range(parts)]
+    bounds = np.cumsum([0, *counts])
+    totals = [sum(sizes[j] for j in order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    if sizes:
+        assert max(totals) - min(totals) <= max(sizes)
