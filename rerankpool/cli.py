@@ -88,6 +88,9 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--no-fast-tokenizer", dest="fast_tokenizer", action="store_false",
                    help="tokenize with tokenizers only, not flash-tokenizer (same ids; for comparison)")
     g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
+    g.add_argument("--device-process", action="store_true",
+                   help="one process per device runs the model; the workers tokenize and hand it their batches "
+                        "(one CUDA context per GPU; batches that arrive together run as one pass)")
     return p
 
 
@@ -119,7 +122,7 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
 
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
     from rerankpool.worker.loop import WorkerConfig
-    from rerankpool.worker.pool import WorkerPool, default_threads, worker_configs
+    from rerankpool.worker.pool import WorkerPool, default_threads, with_device_processes, worker_configs
 
     n = args.workers
     if n < 1:
@@ -133,7 +136,11 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
         heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
         security=security,
     )
-    return WorkerPool(worker_configs(base, n, devices))
+    configs = worker_configs(base, n, devices)
+    if not args.device_process:
+        return WorkerPool(configs)
+    device_processes, configs = with_device_processes(configs)
+    return WorkerPool(configs, device_processes=device_processes)
 
 
 def _install_drain_handlers(drain, stop) -> None:

@@ -37,6 +37,19 @@ Broker -> worker::
     {"op": "heartbeat"}
     {"op": "disconnect"}              # unknown peer: register again with "ready"
     {"op": "refused", "reason": str}  # this worker may not join; it exits
+
+Worker -> device process (``worker --device-process``: one process per device runs the
+model for the workers of that host; worker DEALER, device process ROUTER on ipc)::
+
+    {"op": "hello"}
+    {"op": "forward", "kind": "packed"|"padded", "arrays": {name: [dtype, shape]}}
+        + one frame of raw bytes per array, in the order of "arrays"
+
+Device process -> worker::
+
+    {"ok": True, "info": {"engine", "device", "dtype", "packed", "pid"}}
+    {"ok": True, "scores": f32 bytes, "computed_tokens": int, "memory": {...}}
+    {"ok": False, "error": str}
 """
 
 from __future__ import annotations
@@ -69,6 +82,10 @@ B_BATCH = "batch"
 B_HEARTBEAT = "heartbeat"
 B_DISCONNECT = "disconnect"
 B_REFUSED = "refused"
+
+# Worker <-> device process operations.
+D_HELLO = "hello"
+D_FORWARD = "forward"
 
 ACTIVATIONS = ("raw", "sigmoid")
 
@@ -372,3 +389,24 @@ def decode_batch(header: dict[str, Any]) -> BatchMessage:
 def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float]) -> list[bytes]:
     return pack({"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "timings": timings.__dict__,
                  "memory": memory})
+
+
+# -- worker <-> device process -------------------------------------------------------
+
+
+def encode_forward(kind: str, arrays: dict[str, np.ndarray]) -> list[bytes]:
+    """A forward request: the header names each array's dtype and shape; the bytes follow as frames."""
+    shapes = {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}
+    return [*pack({"op": D_FORWARD, "kind": kind, "arrays": shapes}),
+            *(np.ascontiguousarray(a).data for a in arrays.values())]
+
+
+def decode_forward(header: dict[str, Any], frames: Sequence[bytes]) -> tuple[str, dict[str, np.ndarray]]:
+    """(kind, arrays) of a forward request; ``frames`` are the ones after the header."""
+    shapes = header.get("arrays")
+    if not isinstance(shapes, dict) or len(shapes) != len(frames):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "forward: 'arrays' must describe every array frame")
+    arrays = {}
+    for (name, (dtype, shape)), data in zip(shapes.items(), frames):
+        arrays[name] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+    return str(header.get("kind")), arrays

@@ -162,6 +162,7 @@ def _setup(r: SweepResult) -> str:
         ("Device", r.device),
         ("dtype", r.dtype),
         ("Workers", ", ".join(map(str, workers)) or "n/a"),
+        *([("Worker flags", f"`{r.worker_flags}`")] if r.worker_flags else []),
         ("Data", r.data or "not recorded"),
         ("Batching", ", ".join(f"{k}={_cell(v)}" for k, v in r.batching.items()) or "not recorded"),
     ]

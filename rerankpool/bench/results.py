@@ -159,6 +159,8 @@ class SweepResult:
     software: dict[str, Any] = field(default_factory=dict)
     #: What the pairs were, in words (e.g. "SQuAD v1.1 dev, real question/passage pairs").
     data: str = ""
+    #: The extra worker flags the pool ran with (e.g. "--threads 8 --device-process").
+    worker_flags: str = ""
     configs: list[ConfigResult] = field(default_factory=list)
     baselines: list[BaselineResult] = field(default_factory=list)
 

@@ -23,7 +23,8 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool.security import ClientSecurity
 from rerankpool.sockets import received
-from rerankpool.worker.engines import EngineConfig, load_engine
+from rerankpool.models import ResolvedModel
+from rerankpool.worker.engines import Engine, EngineConfig, load_engine
 from rerankpool.worker.pipeline import FATAL, Pipeline
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
@@ -63,6 +64,7 @@ class WorkerConfig:
     packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
     cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
     fast_tokenizer: bool = True  # flash-tokenizer for BERT vocabularies, where it matches tokenizers
+    device_endpoint: str | None = None  # run the model in this host's device process, not in this worker
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
 
@@ -74,6 +76,30 @@ class WorkerConfig:
             return PACKED_POLICY
         kind = "mlx" if self.engine == "mlx" else self.device.split(":")[0]
         return CHUNK_POLICIES.get(kind, ChunkPolicy())
+
+    def engine_config(self, model: ResolvedModel) -> EngineConfig:
+        return EngineConfig(
+            model_path=model.path,
+            engine=self.engine,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            threads=self.threads,
+            compile=self.compile,
+            onnx_path=model.onnx_path,
+            packed=self.packed,
+            cuda_graphs=self.cuda_graphs,
+        )
+
+
+def warmup_shapes(policy: ChunkPolicy, max_length: int) -> list[tuple[int, int]]:
+    """(rows, length) shapes to run once at start, so first requests don't pay for new shapes."""
+    multiple = policy.pad_multiple
+    lengths = sorted({max(multiple, (n // multiple) * multiple) for n in (32, 64, 128, 256)})
+    shapes = [(8, n) for n in lengths if n <= max_length]
+    if policy.packed:  # packed passes vary in total tokens: warm the kernels for large ones too
+        shapes += [(rows, 128) for rows in (64, 256, 512)]
+    return shapes
 
 
 class WorkerRefused(RuntimeError):
@@ -89,42 +115,27 @@ class Worker:
         self.config = config
         self.ctx = ctx or zmq.Context.instance()
         self.model = resolve_model(config.model)
-        engine_config = EngineConfig(
-            model_path=self.model.path,
-            engine=config.engine,
-            device=config.device,
-            dtype=config.dtype,
-            max_length=config.max_length,
-            threads=config.threads,
-            compile=config.compile,
-            onnx_path=self.model.onnx_path,
-            packed=config.packed,
-            cuda_graphs=config.cuda_graphs,
-        )
-        self.engine = load_engine(engine_config)
+        if config.device_endpoint:  # the device process loads the model, warms it up and runs it
+            from rerankpool.worker.device_client import DeviceClient
+
+            self.engine: Engine = DeviceClient(config.device_endpoint, self.ctx)
+        else:
+            self.engine = load_engine(config.engine_config(self.model))
         self.policy = config.policy(packed=getattr(self.engine, "packed", False))
         self.tokenizer = PairTokenizer(
             self.model.path / "tokenizer.json", config.max_length, fast=config.fast_tokenizer, threads=config.threads
         )
         logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
-        if config.warmup:
-            self._warmup()
+        if config.warmup and not config.device_endpoint:
+            start = time.perf_counter()
+            self.engine.warmup(warmup_shapes(self.policy, config.max_length))
+            logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
         # The model, tokenizer and libraries are loaded for good: keep them out of the
         # cyclic GC's full scans, which otherwise add milliseconds to random batches.
         gc.collect()
         gc.freeze()
         self._stop = threading.Event()
         self._dealer: zmq.Socket | None = None
-
-    def _warmup(self) -> None:
-        start = time.perf_counter()
-        multiple = self.policy.pad_multiple
-        lengths = sorted({max(multiple, (n // multiple) * multiple) for n in (32, 64, 128, 256)})
-        shapes = [(8, n) for n in lengths if n <= self.config.max_length]
-        if self.policy.packed:  # packed passes vary in total tokens: warm the kernels for large ones too
-            shapes += [(rows, 128) for rows in (64, 256, 512)]
-        self.engine.warmup(shapes)
-        logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
 
     def info(self) -> P.WorkerInfo:
         return P.WorkerInfo(

@@ -22,7 +22,7 @@ from typing import Callable
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.worker.engines.base import EncodedBatch, Engine, run_batch
+from rerankpool.worker.engines.base import EncodedBatch, Engine, EngineGone, run_batch
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,8 @@ class Pipeline:
             start = time.perf_counter()
             try:
                 scores = run_batch(self.engine, item.encoded)
+            except EngineGone:
+                raise  # not this batch's fault: the worker stops, and the broker retries its batches
             except Exception as exc:
                 logger.exception("batch %d failed in the model", item.message.id)
                 out.send_multipart(_failed(item.message.id, f"{type(exc).__name__}: {exc}"))

@@ -2,7 +2,9 @@
 
 A worker that crashes is restarted with backoff. A worker that cannot start at all
 (bad model, bad device: exit status 2 or 3) stops the whole pool, since restarting
-it would fail the same way.
+it would fail the same way. With ``--device-process`` the pool also runs one device
+process per device (``rerankpool.worker.device_process``), supervised the same way;
+it starts first and stops last, after its workers have finished their batches.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
+from typing import Callable
 
+from rerankpool.worker.device_process import DeviceProcessConfig, device_endpoint
 from rerankpool.worker.loop import WorkerConfig
 
 logger = logging.getLogger(__name__)
@@ -36,12 +40,21 @@ def thread_env(threads: int | None, device: str) -> dict[str, str]:
 
 
 def _child(config: WorkerConfig) -> None:
-    """Child entry point: size thread pools before any runtime is imported, then serve."""
+    """Worker entry point: size thread pools before any runtime is imported, then serve."""
     for key, value in thread_env(config.threads, config.device).items():
         os.environ.setdefault(key, value)
     from rerankpool.worker.loop import run_worker
 
     raise SystemExit(run_worker(config))
+
+
+def _device_child(config: DeviceProcessConfig) -> None:
+    """Device process entry point (its CPU threads only feed the device)."""
+    for key, value in thread_env(config.worker.threads, config.worker.device).items():
+        os.environ.setdefault(key, value)
+    from rerankpool.worker.device_process import run_device_process
+
+    raise SystemExit(run_device_process(config))
 
 
 def default_threads(workers: int, on_cpu: bool, cores: int | None = None) -> int:
@@ -64,32 +77,52 @@ def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None)
     return configs
 
 
+def with_device_processes(configs: list[WorkerConfig]) -> tuple[list[DeviceProcessConfig], list[WorkerConfig]]:
+    """One device process per device the workers use, and the workers pointed at theirs."""
+    devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device),
+                                             f"device-{c.device}") for c in configs}
+    return list(devices.values()), [replace(c, device_endpoint=devices[c.device].endpoint) for c in configs]
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    target: Callable
+    config: WorkerConfig | DeviceProcessConfig
+
+
 class WorkerPool:
-    def __init__(self, configs: list[WorkerConfig], restart_backoff_max_s: float = 30.0) -> None:
+    def __init__(self, configs: list[WorkerConfig], restart_backoff_max_s: float = 30.0,
+                 device_processes: list[DeviceProcessConfig] = ()) -> None:
         self.configs = configs
         self.restart_backoff_max_s = restart_backoff_max_s
+        self._members = [_Member(d.name, _device_child, d) for d in device_processes]
+        self._members += [_Member(c.name, _child, c) for c in configs]
+        self._devices = len(device_processes)  # the first members: started first, stopped last
         self._mp = mp.get_context("spawn")
-        self._procs: list[mp.process.BaseProcess | None] = [None] * len(configs)
+        self._procs: list[mp.process.BaseProcess | None] = [None] * len(self._members)
         self._stopping = threading.Event()
         self.failure: str | None = None
 
     @property
     def pids(self) -> dict[str, int]:
-        return {c.name: p.pid for c, p in zip(self.configs, self._procs) if p is not None and p.pid}
+        return {m.name: p.pid for m, p in zip(self._members, self._procs) if p is not None and p.pid}
 
     def _spawn(self, i: int) -> None:
-        proc = self._mp.Process(target=_child, args=(self.configs[i],), name=self.configs[i].name, daemon=False)
+        member = self._members[i]
+        proc = self._mp.Process(target=member.target, args=(member.config,), name=member.name, daemon=False)
         proc.start()
         self._procs[i] = proc
 
     def start(self) -> None:
-        for i in range(len(self.configs)):
+        for i in range(len(self._members)):
             self._spawn(i)
-        logger.info("started %d worker process(es)", len(self.configs))
+        logger.info("started %d worker process(es)%s", len(self.configs),
+                    f" and {self._devices} device process(es)" if self._devices else "")
 
     def supervise(self) -> None:
         """Block, restarting crashed workers, until ``stop()`` or a fatal start failure."""
-        backoff = [1.0] * len(self.configs)
+        backoff = [1.0] * len(self._members)
         while not self._stopping.is_set():
             sentinels = {p.sentinel: i for i, p in enumerate(self._procs) if p is not None}
             ready = wait(list(sentinels), timeout=0.5)
@@ -101,7 +134,7 @@ class WorkerPool:
                 if self._stopping.is_set():
                     return
                 if proc.exitcode in FATAL_EXIT:
-                    self.failure = f"{self.configs[i].name} could not start (exit {proc.exitcode}); see its log above"
+                    self.failure = f"{self._members[i].name} could not start (exit {proc.exitcode}); see its log above"
                     logger.error("%s: stopping the pool", self.failure)
                     self.stop()
                     return
@@ -112,9 +145,17 @@ class WorkerPool:
                 self._spawn(i)
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM every worker (they finish their batches and say goodbye), then SIGKILL stragglers."""
+        """SIGTERM every worker (they finish their batches and say goodbye), then SIGKILL stragglers.
+
+        Device processes go last: the workers' last batches still run on them.
+        """
         self._stopping.set()
-        procs = [p for p in self._procs if p is not None]
+        self._stop_procs(self._procs[self._devices:], timeout_s)
+        self._stop_procs(self._procs[: self._devices], timeout_s)
+
+    @staticmethod
+    def _stop_procs(procs: list[mp.process.BaseProcess | None], timeout_s: float) -> None:
+        procs = [p for p in procs if p is not None]
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()

@@ -84,7 +84,7 @@ def test_bench_writes_a_report_with_baseline_and_ceilings(tmp_path):
     out = tmp_path / "tiny"
     done = rp("--log-level", "WARNING", "bench", "--out", str(out), "--model", "tiny-bert", "--batch", "8",
               "--concurrency", "1,4", "--pairs", "64", "--baseline", "--ceilings", "--load-processes", "2",
-              "--broker-args=--bucket-edges 64,512 --split-min 4", timeout=300)
+              "--broker-args=--bucket-edges 64,512 --split-min 4", "--worker-args=--threads 1", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "tiny.json").read_text())
     names = [b["name"] for b in result["baselines"]]
@@ -96,3 +96,4 @@ def test_bench_writes_a_report_with_baseline_and_ceilings(tmp_path):
     assert result["batching"]["split_min"] == 4 and result["batching"]["bucket_edges"] == [64, 512]
     report = (out / "tiny.md").read_text()
     assert "vs `CrossEncoder.predict(batch_size=32)`" in report and "split_min=4" in report
+    assert "| Worker flags | `--threads 1` |" in report

@@ -43,3 +43,43 @@ def test_kill_9_of_a_worker_under_load_loses_nothing(tiny_direct):
         np.testing.assert_allclose(scores, [tiny_direct(query, d) for d in docs], atol=1e-4)
     assert stats["workers_lost"] >= 1
     assert stats["replies_ok"] == len(requests)
+
+
+def device_process_pid(pool: LocalPool) -> int:
+    """The supervisor's child that is neither a worker nor multiprocessing's resource tracker."""
+    import psutil
+
+    workers = set(pool.worker_pids())
+    children = psutil.Process(pool.worker_proc.pid).children()  # type: ignore[union-attr]
+    (pid,) = [c.pid for c in children if c.pid not in workers and "spawn_main" in " ".join(c.cmdline())]
+    return pid
+
+
+def test_kill_9_of_the_device_process_under_load_loses_nothing(tiny_direct):
+    rng = random.Random(6)
+    requests = [(f"q{i}", [f"doc {i} " + "word " * rng.randint(1, 200) for _ in range(rng.randint(1, 12))])
+                for i in range(100)]
+    with LocalPool(model="tiny-bert", workers=2, broker_args=["--max-batch", "4", *FAST_HEARTBEATS],
+                   worker_args=["--packed", "--device-process", *FAST_HEARTBEATS]) as pool:
+        victim = device_process_pid(pool)
+
+        async def run():
+            async with AsyncClient(pool.frontend, timeout=90, retries=0) as client:
+                tasks = [asyncio.ensure_future(client.score([(q, d) for d in docs])) for q, docs in requests]
+                while True:  # kill once the workers hold work
+                    stats = await client.stats()
+                    if any(w["in_flight"] for w in stats["workers"]):
+                        break
+                os.kill(victim, signal.SIGKILL)
+                return await asyncio.gather(*tasks, return_exceptions=True)
+
+        results = asyncio.run(run())
+        with pool.client() as client:
+            stats = client.stats()
+        assert device_process_pid(pool) != victim  # restarted
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors[:3]
+    for (query, docs), scores in zip(requests, results):
+        np.testing.assert_allclose(scores, [tiny_direct(query, d) for d in docs], atol=1e-4)
+    assert stats["workers_lost"] >= 1  # the workers whose device process died exit, and their batches move
+    assert stats["replies_ok"] == len(requests)

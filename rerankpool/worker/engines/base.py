@@ -129,3 +129,7 @@ def run_batch(engine: Engine, batch: EncodedBatch) -> np.ndarray:
 
 class EngineLoadError(RuntimeError):
     """The model could not be loaded by the chosen engine; the message says what to do."""
+
+
+class EngineGone(RuntimeError):
+    """The engine can run nothing more (its device process died): the worker exits and is restarted."""

@@ -1,0 +1,248 @@
+"""One process per device that runs the model for the workers of its host (``--device-process``).
+
+With a worker process per share of the GPU, each worker both tokenizes and launches
+kernels. On the H100 host that left the L6 stand-in at 58-67 % of its forward ceiling:
+flash-tokenizer holds the GIL, so tokenizing and launching did not overlap inside a
+worker, and four CUDA contexts took turns on the GPU. Here the workers only tokenize;
+they hand their packed batches to this process over ipc, which owns the one CUDA
+context, runs the model on its main thread, and merges the batches that arrived
+together into one forward pass (fewer launches per pair, up to ``max_tokens``).
+
+The merging is plain functions (``merge_packed``, ``split_scores``), tested without a
+socket; ``DeviceServer`` is the thin socket loop around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import zmq
+
+from rerankpool import protocol as P
+from rerankpool.worker.engines.base import Chunk, Engine, PackedChunk
+
+if TYPE_CHECKING:
+    from rerankpool.worker.loop import WorkerConfig
+
+logger = logging.getLogger(__name__)
+
+PACKED, PADDED = "packed", "padded"
+
+
+def device_endpoint(device: str) -> str:
+    """An ipc endpoint for the device process of ``device``, unique to this supervisor."""
+    name = f"rerankpool-{os.getpid()}-{device.replace(':', '')}.ipc"
+    return f"ipc://{os.path.join(tempfile.gettempdir(), name)}"
+
+
+def chunk_arrays(chunk: Chunk | PackedChunk) -> tuple[str, dict[str, np.ndarray]]:
+    """What a worker sends for a chunk: its token arrays (rows stay with the worker)."""
+    if isinstance(chunk, PackedChunk):
+        return PACKED, {"input_ids": chunk.input_ids, "token_type_ids": chunk.token_type_ids,
+                        "lengths": chunk.lengths}
+    return PADDED, {"input_ids": chunk.input_ids, "attention_mask": chunk.attention_mask,
+                    "token_type_ids": chunk.token_type_ids}
+
+
+def chunk_from_arrays(kind: str, arrays: dict[str, np.ndarray]) -> Chunk | PackedChunk:
+    """The chunk a worker sent; its rows are 0..n-1 (scores go back in the order sent)."""
+    try:
+        if kind == PACKED:
+            lengths = arrays["lengths"]
+            if int(lengths.sum()) != arrays["input_ids"].size:
+                raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, "forward: lengths do not add up to the tokens sent")
+            return PackedChunk(np.arange(len(lengths)), arrays["input_ids"], arrays["token_type_ids"], lengths)
+        if kind == PADDED:  # copies: engines hand these to torch.from_numpy, which wants writable arrays
+            ids, mask, types = (np.array(arrays[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+            return Chunk(np.arange(len(ids)), ids, mask, types)
+    except KeyError as exc:
+        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: array {exc} is missing") from None
+    raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: unknown kind {kind!r}")
+
+
+def merge_packed(chunks: list[PackedChunk]) -> PackedChunk:
+    """Packed chunks back to back as one (packed attention needs no order across pairs)."""
+    lengths = np.concatenate([c.lengths for c in chunks])
+    return PackedChunk(
+        rows=np.arange(len(lengths)),
+        input_ids=np.concatenate([c.input_ids for c in chunks]),
+        token_type_ids=np.concatenate([c.token_type_ids for c in chunks]),
+        lengths=lengths,
+    )
+
+
+def split_scores(scores: np.ndarray, chunks: list[PackedChunk]) -> list[np.ndarray]:
+    """A merged pass's scores, cut back into one array per chunk."""
+    return np.split(scores, np.cumsum([len(c.lengths) for c in chunks])[:-1])
+
+
+@dataclass
+class _Request:
+    peer: bytes
+    chunk: Chunk | PackedChunk
+
+    @property
+    def tokens(self) -> int:
+        return self.chunk.real_tokens
+
+
+class DeviceServer:
+    """Serves forward requests from this host's workers with one engine, merging those that wait together."""
+
+    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int) -> None:
+        self.engine = engine
+        self.sock = sock
+        self.max_tokens = max_tokens
+        self.merged_passes = 0  # passes that ran more than one worker's chunk
+        self._held: _Request | None = None  # taken off the socket but over this pass's token budget
+
+    def info(self) -> dict:
+        return {"engine": self.engine.name, "device": self.engine.device, "dtype": self.engine.dtype,
+                "packed": bool(getattr(self.engine, "packed", False)), "pid": os.getpid()}
+
+    def serve(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self._held is None and not self.sock.poll(250):
+                continue
+            self._run(self._take())
+
+    def _take(self) -> list[_Request]:
+        """The requests waiting now, up to ``max_tokens`` in all (at least one)."""
+        taken: list[_Request] = []
+        tokens = 0
+        if self._held is not None:
+            taken, tokens, self._held = [self._held], self._held.tokens, None
+        while True:
+            try:
+                peer, *frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return taken
+            request = self._decode(peer.bytes, frames)
+            if request is None:
+                continue
+            if taken and tokens + request.tokens > self.max_tokens:
+                self._held = request
+                return taken
+            taken.append(request)
+            tokens += request.tokens
+
+    def _decode(self, peer: bytes, frames: list[zmq.Frame]) -> _Request | None:
+        """A forward request, or None after answering anything else (hello, bad input)."""
+        try:
+            header = P.unpack([f.bytes for f in frames[:2]])
+            op = header.get("op")
+            if op == P.D_HELLO:
+                self._reply(peer, {"ok": True, "info": self.info()})
+                return None
+            if op != P.D_FORWARD:
+                raise P.ProtocolError(P.ErrorCode.UNKNOWN_OP, f"unknown op {op!r} for a device process")
+            kind, arrays = P.decode_forward(header, [f.buffer for f in frames[2:]])
+            return _Request(peer, chunk_from_arrays(kind, arrays))
+        except (P.ProtocolError, ValueError, TypeError) as exc:
+            message = exc.message if isinstance(exc, P.ProtocolError) else str(exc)
+            logger.warning("refused a malformed request from a worker: %s", message)
+            self._reply(peer, {"ok": False, "error": message})
+            return None
+
+    def _run(self, requests: list[_Request]) -> None:
+        packed = [r for r in requests if isinstance(r.chunk, PackedChunk)]
+        alone = [r for r in requests if not isinstance(r.chunk, PackedChunk)]
+        if len(packed) > 1:
+            chunks: list[PackedChunk] = [r.chunk for r in packed]  # type: ignore[misc]
+            merged = merge_packed(chunks)
+            try:
+                scores = self.engine.forward(merged)
+            except Exception:  # one bad chunk must not fail the others: run each alone
+                logger.warning("a merged pass of %d chunks failed; running them one by one", len(packed))
+                alone += packed
+            else:
+                self.merged_passes += 1
+                share = merged.padded_tokens / max(1, merged.real_tokens)
+                for request, part in zip(packed, split_scores(scores, chunks)):
+                    self._scores(request.peer, part, round(request.tokens * share))
+        else:
+            alone += packed
+        for request in alone:
+            try:
+                scores = self.engine.forward(request.chunk)
+            except Exception as exc:
+                logger.exception("forward pass failed")
+                self._reply(request.peer, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            self._scores(request.peer, scores, request.chunk.padded_tokens)
+
+    def _scores(self, peer: bytes, scores: np.ndarray, computed_tokens: int) -> None:
+        self._reply(peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
+                           "memory": self.engine.memory()})
+
+    def _reply(self, peer: bytes, header: dict) -> None:
+        self.sock.send_multipart([peer, *P.pack(header)])
+
+
+@dataclass(frozen=True)
+class DeviceProcessConfig:
+    """The device process of one device: the workers' config (model, engine, dtype...) and where to listen."""
+
+    worker: WorkerConfig
+    endpoint: str
+    name: str
+    max_tokens: int = 131_072  # per merged pass: two of the broker's largest GPU batches (L12 fp16: ~0.8 GB)
+
+
+def run_device_process(config: DeviceProcessConfig) -> int:
+    """Process entry point: load and warm up the model, then serve until SIGTERM (exit 2: could not load)."""
+    from rerankpool.logs import setup_logging
+    from rerankpool.models import resolve_model
+    from rerankpool.worker.engines import load_engine
+    from rerankpool.worker.loop import warmup_shapes
+
+    setup_logging(prefix=config.name)
+    worker = config.worker
+    try:
+        engine = load_engine(worker.engine_config(resolve_model(worker.model)))
+        if worker.warmup:
+            engine.warmup(warmup_shapes(worker.policy(packed=getattr(engine, "packed", False)), worker.max_length))
+    except Exception as exc:
+        logger.error("could not start: %s", exc)
+        logger.debug("details", exc_info=True)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C reaches the whole process group: the workers drain on it and still need this
+    # process for their last batches. The supervisor sends SIGTERM once they are done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.bind(config.endpoint)
+    server = DeviceServer(engine, sock, config.max_tokens)
+    logger.info("device process %d serving %s on %s at %s", os.getpid(), engine.name, engine.device, config.endpoint)
+    parent = os.getppid()
+    watcher = threading.Thread(target=_stop_with_parent, args=(parent, stop), daemon=True)
+    watcher.start()
+    try:
+        server.serve(stop)
+    finally:
+        sock.close()
+        if config.endpoint.startswith("ipc://"):
+            try:
+                os.unlink(config.endpoint[len("ipc://"):])
+            except OSError:
+                pass
+    logger.info("device process stopped (%d merged passes)", server.merged_passes)
+    return 0
+
+
+def _stop_with_parent(parent: int, stop: threading.Event) -> None:
+    """An orphaned device process would hold the GPU forever: stop when the supervisor is gone."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            logger.warning("parent process is gone; stopping")
+            stop.set()

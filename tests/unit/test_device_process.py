@@ -1,0 +1,141 @@
+"""The device process's merging and its socket loop, with the tiny model on CPU (packed, grouped attention)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import zmq
+
+from rerankpool import protocol as P
+from rerankpool.worker.device_client import DeviceClient
+from rerankpool.worker.device_process import DeviceServer, chunk_arrays, merge_packed, split_scores
+from rerankpool.worker.engines import EngineConfig, load_engine
+from rerankpool.worker.engines.base import Chunk, PackedChunk
+from rerankpool.worker.tokenize import unpad
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    return load_engine(EngineConfig(model_path=tiny_model.path, packed=True, threads=1))
+
+
+def packed_chunk(rng: np.random.Generator, rows: int) -> PackedChunk:
+    lengths = np.sort(rng.integers(3, 60, size=rows))
+    ids = rng.integers(1, 1000, size=int(lengths.sum()))
+    types = np.concatenate([np.repeat([0, 1], [n // 3, n - n // 3]) for n in lengths])
+    return PackedChunk(np.arange(rows), ids, types, lengths)
+
+
+def padded_chunk(rng: np.random.Generator, rows: int, width: int) -> Chunk:
+    ids = rng.integers(1, 1000, size=(rows, width))
+    return Chunk(np.arange(rows), ids, np.ones_like(ids), np.zeros_like(ids))
+
+
+def test_a_merged_pass_gives_each_chunk_its_own_scores(engine):
+    rng = np.random.default_rng(0)
+    chunks = [packed_chunk(rng, rows) for rows in (1, 7, 3, 12)]
+    alone = [engine.forward(c) for c in chunks]
+    merged = split_scores(engine.forward(merge_packed(chunks)), chunks)
+    assert [len(s) for s in merged] == [1, 7, 3, 12]
+    for got, want in zip(merged, alone):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.fixture
+def server(engine):
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.bind("inproc://device-test")
+    yield DeviceServer(engine, sock, max_tokens=4096)
+    sock.close(0)
+
+
+def dealer(ctx: zmq.Context) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect("inproc://device-test")
+    return sock
+
+
+def reply(sock: zmq.Socket) -> dict:
+    assert sock.poll(10_000), "no reply from the device server"
+    return P.unpack(sock.recv_multipart())
+
+
+def test_waiting_chunks_from_two_workers_run_as_one_pass(server, engine):
+    rng = np.random.default_rng(1)
+    ctx = zmq.Context.instance()
+    workers = [dealer(ctx), dealer(ctx)]
+    chunks = [packed_chunk(rng, 5), packed_chunk(rng, 9)]
+    for sock, chunk in zip(workers, chunks):
+        sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
+    assert server.sock.poll(10_000)
+    server._run(server._take())
+    assert server.merged_passes == 1
+    for sock, chunk in zip(workers, chunks):
+        got = reply(sock)
+        np.testing.assert_allclose(P.from_f32(got["scores"]), engine.forward(chunk), atol=1e-5)
+        assert got["computed_tokens"] == chunk.real_tokens  # CPU: no graph pads it
+        sock.close(0)
+
+
+def test_a_pass_stays_within_its_token_budget(server):
+    rng = np.random.default_rng(2)
+    ctx = zmq.Context.instance()
+    workers = [dealer(ctx) for _ in range(3)]
+    chunks = [packed_chunk(rng, 60) for _ in range(3)]  # ~1,900 tokens each; the budget is 4,096
+    for sock, chunk in zip(workers, chunks):
+        sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
+    assert server.sock.poll(10_000)
+    first = server._take()
+    assert len(first) == 2 and sum(r.tokens for r in first) <= 4096
+    server._run(first)
+    server._run(server._take())  # the one held back
+    for sock in workers:
+        assert reply(sock)["ok"]
+        sock.close(0)
+
+
+def test_padded_chunks_and_bad_requests_get_answers_and_the_server_keeps_serving(server, engine):
+    rng = np.random.default_rng(3)
+    ctx = zmq.Context.instance()
+    sock = dealer(ctx)
+    bad = [
+        [b"nope", b"\x80"],
+        P.pack({"op": "explode"}),
+        P.pack({"op": P.D_FORWARD, "kind": "packed", "arrays": {"input_ids": ["<i8", [3]]}}),  # no frame
+        P.encode_forward("packed", {"input_ids": np.ones(5, np.int64), "token_type_ids": np.zeros(5, np.int64),
+                                    "lengths": np.array([2, 2])}),  # lengths do not add up
+        P.encode_forward("sideways", {"input_ids": np.ones(5, np.int64)}),
+    ]
+    stop = threading.Event()
+    loop = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        for frames in bad:
+            sock.send_multipart(frames)
+            answer = reply(sock)
+            assert not answer["ok"] and answer["error"]
+        chunk = padded_chunk(rng, 4, 16)
+        sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
+        np.testing.assert_allclose(P.from_f32(reply(sock)["scores"]), engine.forward(chunk), atol=1e-5)
+    finally:
+        stop.set()
+        loop.join()
+        sock.close(0)
+
+
+def test_the_client_engine_scores_through_the_server(server, engine):
+    stop = threading.Event()
+    loop = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        client = DeviceClient("inproc://device-test", zmq.Context.instance(), start_timeout_s=10)
+        assert (client.name, client.device, client.packed) == ("torch", "cpu", True)
+        rng = np.random.default_rng(4)
+        chunk = unpad(padded_chunk(rng, 6, 20))
+        np.testing.assert_allclose(client.forward(chunk), engine.forward(chunk), atol=1e-5)
+    finally:
+        stop.set()
+        loop.join()
