@@ -11,7 +11,7 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.worker.device_process import chunk_arrays
-from rerankpool.worker.engines.base import Chunk, EngineGone, EngineLoadError, PackedChunk
+from rerankpool.worker.engines.base import Chunk, EngineGone, PackedChunk
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ class DeviceClient:
         self._sock.send_multipart(P.pack({"op": P.D_HELLO}))
         deadline = time.monotonic() + start_timeout_s
         while not self._sock.poll(self.check_every_ms):
-            if time.monotonic() > deadline:
-                raise EngineLoadError(
-                    f"no device process answered at {endpoint} within {start_timeout_s:.0f} s; "
-                    "start the workers with `rerankpool worker --device-process`, which starts it"
+            if time.monotonic() > deadline:  # not fatal: the supervisor restarts this worker, which asks again
+                raise EngineGone(
+                    f"no device process answered at {endpoint} within {start_timeout_s:.0f} s "
+                    "(it is started by `rerankpool worker --device-process`)"
                 )
         info = P.unpack(self._sock.recv_multipart())["info"]
         self.name, self.device, self.dtype = info["engine"], info["device"], info["dtype"]
@@ -66,12 +66,14 @@ class DeviceClient:
         if not header.get("ok"):
             raise RuntimeError(f"device process: {header.get('error')}")
         self._memory = header.get("memory", {})
+        self.pid = header.get("pid", self.pid)  # a restarted device process, reached after a reconnect
         if isinstance(chunk, PackedChunk) and header["computed_tokens"] != chunk.real_tokens:
             chunk.computed_tokens = header["computed_tokens"]
         return P.from_f32(header["scores"])
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         """Nothing to do: the device process warmed the model up before it answered hello."""
+        return None
 
     def memory(self) -> dict[str, float]:
         """The device process's allocator figures, as of its last reply."""

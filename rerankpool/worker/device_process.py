@@ -20,16 +20,13 @@ import signal
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import zmq
 
 from rerankpool import protocol as P
 from rerankpool.worker.engines.base import Chunk, Engine, PackedChunk
-
-if TYPE_CHECKING:
-    from rerankpool.worker.loop import WorkerConfig
+from rerankpool.worker.loop import PACKED_POLICY, WorkerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +50,22 @@ def chunk_arrays(chunk: Chunk | PackedChunk) -> tuple[str, dict[str, np.ndarray]
 
 def chunk_from_arrays(kind: str, arrays: dict[str, np.ndarray]) -> Chunk | PackedChunk:
     """The chunk a worker sent; its rows are 0..n-1 (scores go back in the order sent)."""
-    try:
-        if kind == PACKED:
-            lengths = arrays["lengths"]
-            if int(lengths.sum()) != arrays["input_ids"].size:
-                raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, "forward: lengths do not add up to the tokens sent")
-            return PackedChunk(np.arange(len(lengths)), arrays["input_ids"], arrays["token_type_ids"], lengths)
-        if kind == PADDED:  # copies: engines hand these to torch.from_numpy, which wants writable arrays
-            ids, mask, types = (np.array(arrays[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
-            return Chunk(np.arange(len(ids)), ids, mask, types)
-    except KeyError as exc:
-        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: array {exc} is missing") from None
-    raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: unknown kind {kind!r}")
+    names = {PACKED: ("input_ids", "token_type_ids", "lengths"),
+             PADDED: ("input_ids", "attention_mask", "token_type_ids")}.get(kind)
+    if names is None:
+        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: unknown kind {kind!r}")
+    if set(arrays) != set(names):
+        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: a {kind} chunk has the arrays {', '.join(names)}")
+    if kind == PACKED:
+        ids, types, lengths = (arrays[k] for k in names)
+        if ids.ndim != 1 or lengths.ndim != 1 or ids.shape != types.shape or int(lengths.sum()) != ids.size:
+            raise P.ProtocolError(P.ErrorCode.BAD_REQUEST,
+                                  "forward: packed ids and types must be 1-D, as long as the lengths add up to")
+        return PackedChunk(np.arange(len(lengths)), ids, types, lengths)
+    ids, mask, types = (arrays[k] for k in names)
+    if ids.ndim != 2 or not ids.shape == mask.shape == types.shape:
+        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, "forward: padded arrays must be 2-D, all of one shape")
+    return Chunk(np.arange(len(ids)), ids, mask, types)
 
 
 def merge_packed(chunks: list[PackedChunk]) -> PackedChunk:
@@ -156,8 +157,8 @@ class DeviceServer:
         alone = [r for r in requests if not isinstance(r.chunk, PackedChunk)]
         if len(packed) > 1:
             chunks: list[PackedChunk] = [r.chunk for r in packed]  # type: ignore[misc]
-            merged = merge_packed(chunks)
             try:
+                merged = merge_packed(chunks)
                 scores = self.engine.forward(merged)
             except Exception:  # one bad chunk must not fail the others: run each alone
                 logger.warning("a merged pass of %d chunks failed; running them one by one", len(packed))
@@ -180,7 +181,7 @@ class DeviceServer:
 
     def _scores(self, peer: bytes, scores: np.ndarray, computed_tokens: int) -> None:
         self._reply(peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
-                           "memory": self.engine.memory()})
+                           "memory": self.engine.memory(), "pid": os.getpid()})
 
     def _reply(self, peer: bytes, header: dict) -> None:
         self.sock.send_multipart([peer, *P.pack(header)])
@@ -190,10 +191,13 @@ class DeviceServer:
 class DeviceProcessConfig:
     """The device process of one device: the workers' config (model, engine, dtype...) and where to listen."""
 
-    worker: WorkerConfig
+    worker: WorkerConfig  # its name names the process
     endpoint: str
-    name: str
-    max_tokens: int = 131_072  # per merged pass: two of the broker's largest GPU batches (L12 fp16: ~0.8 GB)
+    max_tokens: int = 2 * (PACKED_POLICY.max_tokens or 65_536)  # per merged pass: two workers' largest chunks
+
+    @property
+    def name(self) -> str:
+        return self.worker.name
 
 
 def run_device_process(config: DeviceProcessConfig) -> int:

@@ -25,6 +25,7 @@ from rerankpool.security import ClientSecurity
 from rerankpool.sockets import received
 from rerankpool.models import ResolvedModel
 from rerankpool.worker.engines import Engine, EngineConfig, load_engine
+from rerankpool.worker.engines.base import EngineGone
 from rerankpool.worker.pipeline import FATAL, Pipeline
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
@@ -126,7 +127,7 @@ class Worker:
             self.model.path / "tokenizer.json", config.max_length, fast=config.fast_tokenizer, threads=config.threads
         )
         logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
-        if config.warmup and not config.device_endpoint:
+        if config.warmup:
             start = time.perf_counter()
             self.engine.warmup(warmup_shapes(self.policy, config.max_length))
             logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
@@ -269,6 +270,9 @@ def run_worker(config: WorkerConfig) -> int:
     setup_logging(prefix=config.name)
     try:
         worker = Worker(config)
+    except EngineGone as exc:  # the device process is not there (yet): try again after the supervisor's backoff
+        logger.error("%s", exc)
+        return 1
     except Exception as exc:
         logger.error("could not start: %s", exc)
         logger.debug("details", exc_info=True)

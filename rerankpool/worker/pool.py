@@ -14,9 +14,8 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import wait
-from typing import Callable
 
 from rerankpool.worker.device_process import DeviceProcessConfig, device_endpoint
 from rerankpool.worker.loop import WorkerConfig
@@ -39,22 +38,18 @@ def thread_env(threads: int | None, device: str) -> dict[str, str]:
     return env
 
 
-def _child(config: WorkerConfig) -> None:
-    """Worker entry point: size thread pools before any runtime is imported, then serve."""
-    for key, value in thread_env(config.threads, config.device).items():
+def _child(config: WorkerConfig | DeviceProcessConfig) -> None:
+    """Child entry point: size thread pools before any runtime is imported, then serve."""
+    worker = config.worker if isinstance(config, DeviceProcessConfig) else config
+    for key, value in thread_env(worker.threads, worker.device).items():
         os.environ.setdefault(key, value)
+    if isinstance(config, DeviceProcessConfig):
+        from rerankpool.worker.device_process import run_device_process
+
+        raise SystemExit(run_device_process(config))
     from rerankpool.worker.loop import run_worker
 
     raise SystemExit(run_worker(config))
-
-
-def _device_child(config: DeviceProcessConfig) -> None:
-    """Device process entry point (its CPU threads only feed the device)."""
-    for key, value in thread_env(config.worker.threads, config.worker.device).items():
-        os.environ.setdefault(key, value)
-    from rerankpool.worker.device_process import run_device_process
-
-    raise SystemExit(run_device_process(config))
 
 
 def default_threads(workers: int, on_cpu: bool, cores: int | None = None) -> int:
@@ -79,16 +74,9 @@ def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None)
 
 def with_device_processes(configs: list[WorkerConfig]) -> tuple[list[DeviceProcessConfig], list[WorkerConfig]]:
     """One device process per device the workers use, and the workers pointed at theirs."""
-    devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device),
-                                             f"device-{c.device}") for c in configs}
+    devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device))
+               for c in configs}
     return list(devices.values()), [replace(c, device_endpoint=devices[c.device].endpoint) for c in configs]
-
-
-@dataclass(frozen=True)
-class _Member:
-    name: str
-    target: Callable
-    config: WorkerConfig | DeviceProcessConfig
 
 
 class WorkerPool:
@@ -96,8 +84,7 @@ class WorkerPool:
                  device_processes: list[DeviceProcessConfig] = ()) -> None:
         self.configs = configs
         self.restart_backoff_max_s = restart_backoff_max_s
-        self._members = [_Member(d.name, _device_child, d) for d in device_processes]
-        self._members += [_Member(c.name, _child, c) for c in configs]
+        self._members: list[WorkerConfig | DeviceProcessConfig] = [*device_processes, *configs]
         self._devices = len(device_processes)  # the first members: started first, stopped last
         self._mp = mp.get_context("spawn")
         self._procs: list[mp.process.BaseProcess | None] = [None] * len(self._members)
@@ -110,7 +97,7 @@ class WorkerPool:
 
     def _spawn(self, i: int) -> None:
         member = self._members[i]
-        proc = self._mp.Process(target=member.target, args=(member.config,), name=member.name, daemon=False)
+        proc = self._mp.Process(target=_child, args=(member,), name=member.name, daemon=False)
         proc.start()
         self._procs[i] = proc
 
@@ -121,7 +108,7 @@ class WorkerPool:
                     f" and {self._devices} device process(es)" if self._devices else "")
 
     def supervise(self) -> None:
-        """Block, restarting crashed workers, until ``stop()`` or a fatal start failure."""
+        """Block, restarting crashed workers and device processes, until ``stop()`` or a fatal start failure."""
         backoff = [1.0] * len(self._members)
         while not self._stopping.is_set():
             sentinels = {p.sentinel: i for i, p in enumerate(self._procs) if p is not None}

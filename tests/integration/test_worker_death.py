@@ -58,12 +58,11 @@ def test_kill_9_of_a_worker_under_load_loses_nothing(tiny_direct):
 
 
 def device_process_pid(pool: LocalPool) -> int:
-    """The supervisor's child that is neither a worker nor multiprocessing's resource tracker."""
+    """The supervisor's child that listens on the device process's ipc socket."""
     import psutil
 
-    workers = set(pool.worker_pids())
     children = psutil.Process(pool.worker_proc.pid).children()  # type: ignore[union-attr]
-    (pid,) = [c.pid for c in children if c.pid not in workers and "spawn_main" in " ".join(c.cmdline())]
+    (pid,) = [c.pid for c in children if any(str(s.laddr).endswith(".ipc") for s in c.net_connections("unix"))]
     return pid
 
 

@@ -108,6 +108,10 @@ def test_padded_chunks_and_bad_requests_get_answers_and_the_server_keeps_serving
         P.encode_forward("packed", {"input_ids": np.ones(5, np.int64), "token_type_ids": np.zeros(5, np.int64),
                                     "lengths": np.array([2, 2])}),  # lengths do not add up
         P.encode_forward("sideways", {"input_ids": np.ones(5, np.int64)}),
+        P.encode_forward("packed", {"input_ids": np.ones((2, 2), np.int64), "token_type_ids": np.zeros(4, np.int64),
+                                    "lengths": np.array([2, 2])}),  # not 1-D
+        P.encode_forward("padded", {"input_ids": np.ones((2, 3), np.int64), "attention_mask": np.ones((2, 2)),
+                                    "token_type_ids": np.zeros((2, 3), np.int64)}),  # shapes differ
     ]
     stop = threading.Event()
     loop = threading.Thread(target=server.serve, args=(stop,), daemon=True)
