@@ -62,6 +62,7 @@ def liveness_flags() -> argparse.ArgumentParser:
 
 def worker_flags(connect: bool) -> argparse.ArgumentParser:
     from rerankpool.models import DEFAULT_MODEL
+    from rerankpool.worker.device_process import DEFAULT_PASS_TOKENS
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("worker")
@@ -91,6 +92,8 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--device-process", action="store_true",
                    help="one process per device runs the model; the workers tokenize and hand it their batches "
                         "(one CUDA context per GPU; batches that arrive together run as one pass)")
+    g.add_argument("--pass-tokens", type=int, default=DEFAULT_PASS_TOKENS,
+                   help="--device-process: tokens per merged forward pass at most")
     return p
 
 
@@ -139,7 +142,7 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
     configs = worker_configs(base, n, devices)
     if not args.device_process:
         return WorkerPool(configs)
-    device_processes, configs = with_device_processes(configs)
+    device_processes, configs = with_device_processes(configs, args.pass_tokens)
     return WorkerPool(configs, device_processes=device_processes)
 
 

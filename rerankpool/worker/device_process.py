@@ -19,7 +19,9 @@ import os
 import signal
 import tempfile
 import threading
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import zmq
@@ -31,6 +33,8 @@ from rerankpool.worker.loop import PACKED_POLICY, WorkerConfig
 logger = logging.getLogger(__name__)
 
 PACKED, PADDED = "packed", "padded"
+# Tokens per merged pass at most: two workers' largest packed chunks (L12 fp16: ~0.8 GB of activations).
+DEFAULT_PASS_TOKENS = 2 * (PACKED_POLICY.max_tokens or 65_536)
 
 
 def device_endpoint(device: str) -> str:
@@ -79,9 +83,9 @@ def merge_packed(chunks: list[PackedChunk]) -> PackedChunk:
     )
 
 
-def split_scores(scores: np.ndarray, chunks: list[PackedChunk]) -> list[np.ndarray]:
+def split_scores(scores: np.ndarray, chunks: list[Chunk | PackedChunk]) -> list[np.ndarray]:
     """A merged pass's scores, cut back into one array per chunk."""
-    return np.split(scores, np.cumsum([len(c.lengths) for c in chunks])[:-1])
+    return np.split(scores, np.cumsum([len(c.rows) for c in chunks])[:-1])
 
 
 @dataclass
@@ -94,15 +98,31 @@ class _Request:
         return self.chunk.real_tokens
 
 
-class DeviceServer:
-    """Serves forward requests from this host's workers with one engine, merging those that wait together."""
+@dataclass
+class _Pass:
+    """One forward pass launched on the device: the requests it answers and what to wait on."""
 
-    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int) -> None:
+    requests: list[_Request]
+    chunk: Chunk | PackedChunk  # the requests' chunks, merged when there are several
+    in_flight: Any
+
+
+class DeviceServer:
+    """Serves forward requests from this host's workers with one engine, merging those that wait together.
+
+    Engines that can (``launch``/``collect``: torch on CUDA) keep up to ``depth`` passes
+    in flight: the next pass is launched while the GPU still runs the last one, so the
+    GPU does not idle while this process replies, takes, merges and copies.
+    """
+
+    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int, depth: int = 2) -> None:
         self.engine = engine
         self.sock = sock
         self.max_tokens = max_tokens
+        self.depth = depth if hasattr(engine, "launch") else 1
         self.merged_passes = 0  # passes that ran more than one worker's chunk
         self._held: _Request | None = None  # taken off the socket but over this pass's token budget
+        self._in_flight: deque[_Pass] = deque()
 
     def info(self) -> dict:
         return {"engine": self.engine.name, "device": self.engine.device, "dtype": self.engine.dtype,
@@ -110,9 +130,25 @@ class DeviceServer:
 
     def serve(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            if self._held is None and not self.sock.poll(250):
+            if not self._in_flight and self._held is None and not self.sock.poll(250):
                 continue
-            self._run(self._take())
+            self.step()
+
+    def step(self) -> None:
+        """Launch what waits, if there is room; otherwise (or when nothing waits) finish the oldest pass."""
+        if len(self._in_flight) < self.depth:
+            requests = self._take()
+            if requests:
+                self._launch(requests)
+                if len(self._in_flight) < self.depth:
+                    return
+        if self._in_flight:
+            self._finish(self._in_flight.popleft())
+
+    def drain(self) -> None:
+        """Finish every pass in flight."""
+        while self._in_flight:
+            self._finish(self._in_flight.popleft())
 
     def _take(self) -> list[_Request]:
         """The requests waiting now, up to ``max_tokens`` in all (at least one)."""
@@ -152,32 +188,44 @@ class DeviceServer:
             self._reply(peer, {"ok": False, "error": message})
             return None
 
-    def _run(self, requests: list[_Request]) -> None:
+    def _launch(self, requests: list[_Request]) -> None:
         packed = [r for r in requests if isinstance(r.chunk, PackedChunk)]
         alone = [r for r in requests if not isinstance(r.chunk, PackedChunk)]
         if len(packed) > 1:
-            chunks: list[PackedChunk] = [r.chunk for r in packed]  # type: ignore[misc]
             try:
-                merged = merge_packed(chunks)
-                scores = self.engine.forward(merged)
+                merged = merge_packed([r.chunk for r in packed])  # type: ignore[misc]
+                self._in_flight.append(_Pass(packed, merged, self._start(merged)))
             except Exception:  # one bad chunk must not fail the others: run each alone
                 logger.warning("a merged pass of %d chunks failed; running them one by one", len(packed))
                 alone += packed
-            else:
-                self.merged_passes += 1
-                share = merged.padded_tokens / max(1, merged.real_tokens)
-                for request, part in zip(packed, split_scores(scores, chunks)):
-                    self._scores(request.peer, part, round(request.tokens * share))
         else:
             alone += packed
         for request in alone:
             try:
-                scores = self.engine.forward(request.chunk)
+                self._in_flight.append(_Pass([request], request.chunk, self._start(request.chunk)))
             except Exception as exc:
-                logger.exception("forward pass failed")
-                self._reply(request.peer, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-                continue
-            self._scores(request.peer, scores, request.chunk.padded_tokens)
+                self._failed([request], exc)
+
+    def _start(self, chunk: Chunk | PackedChunk) -> Any:
+        launch = getattr(self.engine, "launch", None)
+        return launch(chunk) if launch else self.engine.forward(chunk)
+
+    def _finish(self, done: _Pass) -> None:
+        try:
+            scores = self.engine.collect(done.in_flight) if hasattr(self.engine, "collect") else done.in_flight
+        except Exception as exc:
+            self._failed(done.requests, exc)
+            return
+        chunks = [r.chunk for r in done.requests]
+        self.merged_passes += len(chunks) > 1
+        share = done.chunk.padded_tokens / max(1, done.chunk.real_tokens)  # a graph's padding, shared out
+        for request, part in zip(done.requests, split_scores(scores, chunks)):
+            self._scores(request.peer, part, round(request.tokens * share))
+
+    def _failed(self, requests: list[_Request], exc: Exception) -> None:
+        logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
+        for request in requests:
+            self._reply(request.peer, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
     def _scores(self, peer: bytes, scores: np.ndarray, computed_tokens: int) -> None:
         self._reply(peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
@@ -193,7 +241,7 @@ class DeviceProcessConfig:
 
     worker: WorkerConfig  # its name names the process
     endpoint: str
-    max_tokens: int = 2 * (PACKED_POLICY.max_tokens or 65_536)  # per merged pass: two workers' largest chunks
+    max_tokens: int = DEFAULT_PASS_TOKENS  # per merged pass
 
     @property
     def name(self) -> str:
@@ -233,6 +281,7 @@ def run_device_process(config: DeviceProcessConfig) -> int:
     watcher.start()
     try:
         server.serve(stop)
+        server.drain()
     finally:
         sock.close()
         if config.endpoint.startswith("ipc://"):

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from rerankpool.worker.device_process import DeviceProcessConfig, device_endpoint
+from rerankpool.worker.device_process import DEFAULT_PASS_TOKENS, DeviceProcessConfig, device_endpoint
 from rerankpool.worker.loop import WorkerConfig
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,11 @@ def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None)
     return configs
 
 
-def with_device_processes(configs: list[WorkerConfig]) -> tuple[list[DeviceProcessConfig], list[WorkerConfig]]:
+def with_device_processes(configs: list[WorkerConfig], pass_tokens: int = DEFAULT_PASS_TOKENS,
+                          ) -> tuple[list[DeviceProcessConfig], list[WorkerConfig]]:
     """One device process per device the workers use, and the workers pointed at theirs."""
-    devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device))
-               for c in configs}
+    devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device),
+                                             pass_tokens) for c in configs}
     return list(devices.values()), [replace(c, device_endpoint=devices[c.device].endpoint) for c in configs]
 
 

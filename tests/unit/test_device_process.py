@@ -71,7 +71,9 @@ def test_waiting_chunks_from_two_workers_run_as_one_pass(server, engine):
     for sock, chunk in zip(workers, chunks):
         sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
     assert server.sock.poll(10_000)
-    server._run(server._take())
+    server.step()
+    assert len(server._in_flight) == 1  # one pass for both
+    server.drain()
     assert server.merged_passes == 1
     for sock, chunk in zip(workers, chunks):
         got = reply(sock)
@@ -88,10 +90,13 @@ def test_a_pass_stays_within_its_token_budget(server):
     for sock, chunk in zip(workers, chunks):
         sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
     assert server.sock.poll(10_000)
-    first = server._take()
-    assert len(first) == 2 and sum(r.tokens for r in first) <= 4096
-    server._run(first)
-    server._run(server._take())  # the one held back
+    server.step()  # launches the first pass
+    (first,) = server._in_flight
+    assert len(first.requests) == 2 and first.chunk.real_tokens <= 4096
+    server.step()  # launches the one held back while the first is in flight, then finishes the first
+    (second,) = server._in_flight
+    assert len(second.requests) == 1 and second is not first
+    server.drain()
     for sock in workers:
         assert reply(sock)["ok"]
         sock.close(0)

@@ -11,6 +11,8 @@ measured no faster (the sorted chunks there already hold little padding).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,14 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "mps"):
         raise EngineLoadError(f"unknown --device {device!r}: use cpu, cuda, cuda:N or mps")
     return device
+
+
+@dataclass
+class InFlight:
+    """A launched chunk: its scores (a host tensor being filled, or a finished array) and the event to wait on."""
+
+    scores: Any
+    done: Any = None  # torch.cuda.Event; None when the scores are already there
 
 
 class TorchEngine:
@@ -66,14 +76,6 @@ class TorchEngine:
                 "single-score cross-encoders (num_labels=1)"
             )
         self.model = model.eval().to(self.device)
-        # Wait for large batches by sleeping, not spinning: a spinning worker burns a core the
-        # tokenizers of all workers on the host need (CUDA's default spins when it can).
-        # Small batches, replayed from CUDA graphs, finish within a millisecond or two:
-        # there a sleeping wait's wake-up cost 0.06-0.23 ms at p50 and up to 2.5 ms at
-        # p99 on the H100 host (bench/results/h100-sync-probe.txt), so those spin.
-        on_cuda = self.device.startswith("cuda")
-        self._done = torch.cuda.Event(blocking=True) if on_cuda else None
-        self._done_soon = torch.cuda.Event() if on_cuda else None
         self.packed_model = self._packed_runner(config)
         self.packed = self.packed_model is not None
         self.graphs = None
@@ -111,29 +113,52 @@ class TorchEngine:
         return PackedBert(self.model)
 
     def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
+        return self.collect(self.launch(chunk))
+
+    def launch(self, chunk: Chunk | PackedChunk) -> InFlight:
+        """Start a chunk's forward pass and the copy of its scores to the host; ``collect`` waits for both.
+
+        On CUDA this returns once the kernels are queued, so a caller (the device process)
+        can launch the next chunk while the GPU still runs this one.
+        """
         torch = self._torch
         if isinstance(chunk, PackedChunk):
             capacity = self.graphs.capacity_for(chunk.input_ids.size, len(chunk.lengths)) if self.graphs else None
             if capacity is not None:
                 chunk.computed_tokens = capacity
-                scores = self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity)
-                return self._to_host(scores, self._done_soon)
+                return self._in_flight(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity),
+                                       spin=True)
             inputs = self.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths)
-            return self._to_host(self.packed_model(inputs))
+            return self._in_flight(self.packed_model(inputs))
         with torch.inference_mode():
             inputs = {
                 "input_ids": torch.from_numpy(chunk.input_ids).to(self.device, non_blocking=True),
                 "attention_mask": torch.from_numpy(chunk.attention_mask).to(self.device, non_blocking=True),
                 "token_type_ids": torch.from_numpy(chunk.token_type_ids).to(self.device, non_blocking=True),
             }
-            return self._to_host(self.model(**inputs).logits[:, 0])
+            return self._in_flight(self.model(**inputs).logits[:, 0])
 
-    def _to_host(self, scores, done=None) -> np.ndarray:
-        done = done or self._done
-        if done is not None:
-            done.record()
-            done.synchronize()
-        return scores.float().cpu().numpy()
+    def _in_flight(self, scores, spin: bool = False) -> InFlight:
+        if not self.device.startswith("cuda"):
+            return InFlight(scores.float().cpu().numpy())
+        # The copy is queued behind the pass, into pinned memory (so it does not block), and
+        # a graph replayed next cannot overwrite these scores before it.
+        host = self._torch.empty(scores.shape, dtype=self._torch.float32, pin_memory=True)
+        host.copy_(scores, non_blocking=True)
+        # Wait for large batches by sleeping, not spinning: a spinning worker burns a core the
+        # tokenizers of all workers on the host need (CUDA's default spins when it can).
+        # Small batches, replayed from CUDA graphs, finish within a millisecond or two:
+        # there a sleeping wait's wake-up cost 0.06-0.23 ms at p50 and up to 2.5 ms at
+        # p99 on the H100 host (bench/results/h100-sync-probe.txt), so those spin.
+        done = self._torch.cuda.Event(blocking=not spin)
+        done.record()
+        return InFlight(host, done)
+
+    def collect(self, pending: InFlight) -> np.ndarray:
+        if pending.done is not None:
+            pending.done.synchronize()
+            return pending.scores.numpy()
+        return pending.scores
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         for rows, length in shapes:
