@@ -11,10 +11,11 @@ POOL="--device cuda --engine torch:float16 --workers 4 --batch 32"
 W8="--device cuda --engine torch:float16 --workers 8 --batch 32"
 DP="--threads 8 --device-process"
 SYN="--dataset synthetic --synthetic-words 30,60"
+# The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
+  -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
 if [ "${1:-1}" = 1 ]; then
   names="h100-l6-device h100-l6-nodevice h100-l6-synth-device"
-  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
-    -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
   T=200 run --out $R/h100-l6-device --model /tmp/l6 $POOL --concurrency 1,64,128 --pairs 40000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
       --title "H100: L6 stand-in, --device-process, SQuAD pairs" \
