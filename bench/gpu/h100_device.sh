@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # H100: the pool with --device-process (one process runs the model, two passes in flight; the workers only
 # tokenize) against the same pool without it, with CrossEncoder.predict and the ceilings in the same runs.
-# Two parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6 synthetic),
-# `... 2` (L12, one worker per lone request, pass sizes and worker counts).
+# Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
+# synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
+# saturation, a lone request shared by four workers).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -28,6 +29,23 @@ if [ "${1:-1}" = 1 ]; then
       --baseline --ceilings --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
       --title "H100: L6 stand-in, --device-process, 8 workers, ~70-token synthetic pairs" \
       --description "8 workers x 4 tokenizer threads feeding one device process, on synthetic pairs of ~70 tokens"
+elif [ "$1" = 3 ]; then
+  names="h100-l6-synth-device-long h100-l6-device-long h100-l6-device-split8 h100-l6-nodevice-split8"
+  T=120 run --out $R/h100-l6-synth-device-long --model /tmp/l6 $W8 --concurrency 256 --pairs 240000 $SYN \
+      --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
+      --title "H100: L6 stand-in, --device-process, 8 workers, synthetic pairs, a 4x longer run" \
+      --description "as h100-l6-synth-device at concurrency 256, 240,000 pairs (~3 s of load)"
+  T=120 run --out $R/h100-l6-device-long --model /tmp/l6 $W8 --concurrency 256 --pairs 160000 \
+      --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
+      --title "H100: L6 stand-in, --device-process, 8 workers, SQuAD pairs, a 4x longer run" \
+      --description "as h100-l6-device-8w at concurrency 256, 160,000 pairs (~3.5 s of load)"
+  for d in "$DP" "--threads 8"; do
+    n=h100-l6-device-split8; [ "$d" = "--threads 8" ] && n=h100-l6-nodevice-split8
+    T=70 run --out $R/$n --model /tmp/l6 $POOL --concurrency 1 --pairs 6000 \
+        --broker-args "$BROKER --split-min 8" --worker-args "$d" \
+        --title "H100: L6 stand-in, one client, --split-min 8, worker flags: $d" \
+        --description "32-pair requests at concurrency 1, shared by four idle workers"
+  done
 else
   names="h100-l12-device h100-l6-device-split0 h100-l6-device-8w h100-l6-synth-device-4w h100-l6-synth-device-65k"
   T=200 run --out $R/h100-l12-device --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,64,128 --pairs 40000 \
