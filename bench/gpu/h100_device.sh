@@ -3,7 +3,7 @@
 # tokenize) against the same pool without it, with CrossEncoder.predict and the ceilings in the same runs.
 # Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
 # synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
-# saturation, a lone request shared by four workers).
+# saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -29,6 +29,13 @@ if [ "${1:-1}" = 1 ]; then
       --baseline --ceilings --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
       --title "H100: L6 stand-in, --device-process, 8 workers, ~70-token synthetic pairs" \
       --description "8 workers x 4 tokenizer threads feeding one device process, on synthetic pairs of ~70 tokens"
+elif [ "$1" = 4 ]; then
+  names="h100-l6-synth-device-b128"
+  T=400 run --out $R/h100-l6-synth-device-b128 --model /tmp/l6 --device cuda --engine torch:float16 --workers 8 \
+      --batch 32,128 --concurrency 1,256 --pairs 120000 $SYN --baseline --ceilings --broker-args "$BROKER" \
+      --worker-args "--threads 4 --device-process" \
+      --title "H100: L6 stand-in, --device-process, 8 workers, synthetic pairs in 32- and 128-pair requests" \
+      --description "at 32-pair requests the broker (one Python thread) saturates first; 128-pair requests need a quarter of its work per pair"
 elif [ "$1" = 3 ]; then
   names="h100-l6-synth-device-long h100-l6-device-long h100-l6-device-split8 h100-l6-nodevice-split8"
   T=120 run --out $R/h100-l6-synth-device-long --model /tmp/l6 $W8 --concurrency 256 --pairs 240000 $SYN \
