@@ -3,7 +3,8 @@
 # tokenize) against the same pool without it, with CrossEncoder.predict and the ceilings in the same runs.
 # Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
 # synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
-# saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests).
+# saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests), `... 5` (the headline at saturation, long runs, after
+# inputs went to the GPU from pinned memory).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -29,6 +30,20 @@ if [ "${1:-1}" = 1 ]; then
       --baseline --ceilings --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
       --title "H100: L6 stand-in, --device-process, 8 workers, ~70-token synthetic pairs" \
       --description "8 workers x 4 tokenizer threads feeding one device process, on synthetic pairs of ~70 tokens"
+elif [ "$1" = 5 ]; then
+  names="h100-l6-synth-pinned h100-l6-pinned h100-l12-pinned"
+  T=240 run --out $R/h100-l6-synth-pinned --model /tmp/l6 $W8 --concurrency 256 --pairs 240000 $SYN \
+      --baseline --ceilings --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
+      --title "H100: L6 stand-in, --device-process, 8 workers, ~70-token synthetic pairs, long run" \
+      --description "inputs copied from pinned memory, two passes in flight; 240,000 pairs"
+  T=150 run --out $R/h100-l6-pinned --model /tmp/l6 $POOL --concurrency 128 --pairs 80000 \
+      --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L6 stand-in, --device-process, 4 workers, SQuAD pairs, long run" \
+      --description "inputs copied from pinned memory, two passes in flight; 80,000 pairs"
+  T=90 run --out $R/h100-l12-pinned --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 128 --pairs 80000 \
+      --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L12, --device-process, 4 workers, SQuAD pairs, long run" \
+      --description "inputs copied from pinned memory, two passes in flight; 80,000 pairs"
 elif [ "$1" = 4 ]; then
   names="h100-l6-synth-device-b128"
   T=400 run --out $R/h100-l6-synth-device-b128 --model /tmp/l6 --device cuda --engine torch:float16 --workers 8 \

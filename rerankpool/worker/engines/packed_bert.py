@@ -74,12 +74,18 @@ class PackedInputs:
         np.cumsum(lengths, out=starts[1:])
         positions = np.arange(int(starts[-1]), dtype=np.int64) - np.repeat(starts[:-1], lengths)
         host = torch.from_numpy(np.stack([input_ids.astype(np.int64), token_type_ids.astype(np.int64), positions]))
-        on_device = host.to(device)
+        cu_seqlens = torch.from_numpy(starts.astype(np.int32))
+        if str(device).startswith("cuda"):
+            # A copy from pageable memory waits for everything queued on the stream before it:
+            # with a pass still running (the device process keeps two in flight), the CPU would
+            # sit idle until the GPU is done instead of launching the next pass's kernels.
+            host, cu_seqlens = host.pin_memory(), cu_seqlens.pin_memory()
+        on_device = host.to(device, non_blocking=True)
         return cls(
             input_ids=on_device[0],
             token_type_ids=on_device[1],
             position_ids=on_device[2],
-            cu_seqlens=torch.from_numpy(starts.astype(np.int32)).to(device),
+            cu_seqlens=cu_seqlens.to(device, non_blocking=True),
             lengths=lengths,
             max_len=int(lengths.max()) if len(lengths) else 0,
         )
