@@ -89,9 +89,10 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--no-fast-tokenizer", dest="fast_tokenizer", action="store_false",
                    help="tokenize with tokenizers only, not flash-tokenizer (same ids; for comparison)")
     g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
-    g.add_argument("--device-process", action="store_true",
+    g.add_argument("--device-process", action=argparse.BooleanOptionalAction, default=None,
                    help="one process per device runs the model; the workers tokenize and hand it their batches "
-                        "(one CUDA context per GPU; batches that arrive together run as one pass)")
+                        "(one CUDA context per GPU; batches that arrive together run as one pass; "
+                        "default: on for the torch engine on CUDA)")
     g.add_argument("--pass-tokens", type=int, default=DEFAULT_PASS_TOKENS,
                    help="--device-process: tokens per merged forward pass at most")
     return p
@@ -140,7 +141,8 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
         security=security,
     )
     configs = worker_configs(base, n, devices)
-    if not args.device_process:
+    on_cuda = bool(devices) or args.device.startswith("cuda")
+    if not (args.device_process if args.device_process is not None else on_cuda and args.engine == "torch"):
         return WorkerPool(configs)
     device_processes, configs = with_device_processes(configs, args.pass_tokens)
     return WorkerPool(configs, device_processes=device_processes)

@@ -23,7 +23,7 @@ if [ "${1:-1}" = 1 ]; then
       --title "H100: L6 stand-in, --device-process, SQuAD pairs" \
       --description "4 workers x 8 tokenizer threads feeding one device process (packed fp16, varlen attention)"
   T=100 run --out $R/h100-l6-nodevice --model /tmp/l6 $POOL --concurrency 1,128 --pairs 24000 \
-      --broker-args "$BROKER" --worker-args "--threads 8" \
+      --broker-args "$BROKER" --worker-args "--no-device-process --threads 8" \
       --title "H100: L6 stand-in, each worker runs the model (A/B)" \
       --description "as h100-l6-device without --device-process, same host session"
   T=200 run --out $R/h100-l6-synth-device --model /tmp/l6 $W8 --concurrency 1,128,256 --pairs 60000 $SYN \
@@ -61,8 +61,8 @@ elif [ "$1" = 3 ]; then
       --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
       --title "H100: L6 stand-in, --device-process, 8 workers, SQuAD pairs, a 4x longer run" \
       --description "as h100-l6-device-8w at concurrency 256, 160,000 pairs (~3.5 s of load)"
-  for d in "$DP" "--threads 8"; do
-    n=h100-l6-device-split8; [ "$d" = "--threads 8" ] && n=h100-l6-nodevice-split8
+  for d in "$DP" "--no-device-process --threads 8"; do
+    n=h100-l6-device-split8; [ "$d" != "$DP" ] && n=h100-l6-nodevice-split8
     T=70 run --out $R/$n --model /tmp/l6 $POOL --concurrency 1 --pairs 6000 \
         --broker-args "$BROKER --split-min 8" --worker-args "$d" \
         --title "H100: L6 stand-in, one client, --split-min 8, worker flags: $d" \

@@ -11,19 +11,19 @@ OMP_NUM_THREADS=8 RAYON_NUM_THREADS=8 timeout 100 python3 bench/gpu/latency_prob
 L6="--model /tmp/l6 --device cuda --engine torch:float16 --batch 32"
 for s in 0 16; do
   T=90 run --out $R/h100-l6-flash-split$s $L6 --workers 4 --concurrency 1 --pairs 8000 \
-      --broker-args "$BROKER --split-min $s" --worker-args "--threads 8" \
+      --broker-args "$BROKER --split-min $s" --worker-args "--no-device-process --threads 8" \
       --title "H100: L6 stand-in, one client, --split-min $s" --description "32-pair requests at concurrency 1"
 done
 T=110 run --out $R/h100-l6-tokenizers $L6 --workers 4 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
-    --worker-args "--threads 8 --no-fast-tokenizer" --title "H100: L6 stand-in, tokenizers only (A/B)" \
+    --worker-args "--no-device-process --threads 8 --no-fast-tokenizer" --title "H100: L6 stand-in, tokenizers only (A/B)" \
     --description "as h100-l6-flash-ab with --no-fast-tokenizer, same host session"
 T=110 run --out $R/h100-l6-flash-ab $L6 --workers 4 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
-    --worker-args "--threads 8" --title "H100: L6 stand-in, flash-tokenizer (A/B)" \
+    --worker-args "--no-device-process --threads 8" --title "H100: L6 stand-in, flash-tokenizer (A/B)" \
     --description "4 workers x 8 threads; the A/B partner of h100-l6-tokenizers"
 T=110 run --out $R/h100-l6-flash-8w $L6 --workers 8 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
-    --worker-args "--threads 4" --title "H100: L6 stand-in, 8 workers x 4 threads" --description "flash-tokenizer"
+    --worker-args "--no-device-process --threads 4" --title "H100: L6 stand-in, 8 workers x 4 threads" --description "flash-tokenizer"
 T=90 run --out $R/h100-null-flash --model /tmp/l6 --device cuda --engine null --workers 4 --batch 32 \
-    --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" --worker-args "--threads 8" \
+    --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" --worker-args "--no-device-process --threads 8" \
     --title "H100 host: the pool without a model (null engine), flash-tokenizer" \
     --description "tokenization, broker, wire and clients only: what the pool costs around the model"
 timeout 80 python3 -m rerankpool.bench.profile --model /tmp/l6 --device cuda --dtype float16 --batch 256 \
