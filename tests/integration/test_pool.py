@@ -35,11 +35,6 @@ POOLS = {
     "big-batches-1-worker": dict(workers=1, broker_args=["--max-batch", "64", "--bucket-edges", "512"]),
     # The packed forward pass (the CUDA default), here on CPU with grouped attention.
     "packed-1-worker": dict(workers=1, broker_args=["--bucket-edges", "512"], worker_args=["--packed"]),
-    # Two workers tokenizing for one device process, which merges the batches that arrive together.
-    "device-process-2-workers": dict(
-        workers=2, broker_args=["--max-batch", "4", "--bucket-edges", "512"],
-        worker_args=["--packed", "--device-process"],
-    ),
 }
 
 
