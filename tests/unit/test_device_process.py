@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -43,18 +44,24 @@ def test_a_merged_pass_gives_each_chunk_its_own_scores(engine):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+ENDPOINTS = itertools.count()
+
+
 @pytest.fixture
 def server(engine):
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.bind("inproc://device-test")
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.bind(f"inproc://device-test-{next(ENDPOINTS)}")  # a closed socket's endpoint is freed asynchronously
     yield DeviceServer(engine, sock, max_tokens=4096)
     sock.close(0)
 
 
-def dealer(ctx: zmq.Context) -> zmq.Socket:
-    sock = ctx.socket(zmq.DEALER)
-    sock.connect("inproc://device-test")
+def endpoint(server: DeviceServer) -> str:
+    return server.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def dealer(server: DeviceServer) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(endpoint(server))
     return sock
 
 
@@ -65,8 +72,7 @@ def reply(sock: zmq.Socket) -> dict:
 
 def test_waiting_chunks_from_two_workers_run_as_one_pass(server, engine):
     rng = np.random.default_rng(1)
-    ctx = zmq.Context.instance()
-    workers = [dealer(ctx), dealer(ctx)]
+    workers = [dealer(server), dealer(server)]
     chunks = [packed_chunk(rng, 5), packed_chunk(rng, 9)]
     for sock, chunk in zip(workers, chunks):
         sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
@@ -84,8 +90,7 @@ def test_waiting_chunks_from_two_workers_run_as_one_pass(server, engine):
 
 def test_a_pass_stays_within_its_token_budget(server):
     rng = np.random.default_rng(2)
-    ctx = zmq.Context.instance()
-    workers = [dealer(ctx) for _ in range(3)]
+    workers = [dealer(server) for _ in range(3)]
     chunks = [packed_chunk(rng, 60) for _ in range(3)]  # ~1,900 tokens each; the budget is 4,096
     for sock, chunk in zip(workers, chunks):
         sock.send_multipart(P.encode_forward(*chunk_arrays(chunk)))
@@ -104,8 +109,7 @@ def test_a_pass_stays_within_its_token_budget(server):
 
 def test_padded_chunks_and_bad_requests_get_answers_and_the_server_keeps_serving(server, engine):
     rng = np.random.default_rng(3)
-    ctx = zmq.Context.instance()
-    sock = dealer(ctx)
+    sock = dealer(server)
     bad = [
         [b"nope", b"\x80"],
         P.pack({"op": "explode"}),
@@ -140,7 +144,7 @@ def test_the_client_engine_scores_through_the_server(server, engine):
     loop = threading.Thread(target=server.serve, args=(stop,), daemon=True)
     loop.start()
     try:
-        client = DeviceClient("inproc://device-test", zmq.Context.instance(), start_timeout_s=10)
+        client = DeviceClient(endpoint(server), zmq.Context.instance(), start_timeout_s=10)
         assert (client.name, client.device, client.packed) == ("torch", "cpu", True)
         rng = np.random.default_rng(4)
         chunk = unpad(padded_chunk(rng, 6, 20))
