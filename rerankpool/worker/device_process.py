@@ -122,7 +122,10 @@ class DeviceServer:
         self.engine = engine
         self.sock = sock
         self.max_tokens = max_tokens
-        self.depth = depth if hasattr(engine, "launch") else 1
+        # Engines without launch/collect run each pass to the end in ``_start``.
+        self._launch_fn = getattr(engine, "launch", None)
+        self._collect_fn = getattr(engine, "collect", None) if self._launch_fn else None
+        self.depth = depth if self._launch_fn else 1
         self.merged_passes = 0  # passes that ran more than one worker's chunk
         self._held: _Request | None = None  # taken off the socket but over this pass's token budget
         self._in_flight: deque[_Pass] = deque()
@@ -210,12 +213,11 @@ class DeviceServer:
                 self._failed([request], exc)
 
     def _start(self, chunk: Chunk | PackedChunk) -> Any:
-        launch = getattr(self.engine, "launch", None)
-        return launch(chunk) if launch else self.engine.forward(chunk)
+        return self._launch_fn(chunk) if self._launch_fn else self.engine.forward(chunk)
 
     def _finish(self, done: _Pass) -> None:
         try:
-            scores = self.engine.collect(done.in_flight) if hasattr(self.engine, "collect") else done.in_flight
+            scores = self._collect_fn(done.in_flight) if self._collect_fn else done.in_flight
         except Exception as exc:
             self._failed(done.requests, exc)
             return
