@@ -124,15 +124,22 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
     )
 
 
+def worker_threads(args: argparse.Namespace, workers: int, device: str) -> int:
+    """Threads per worker from parsed worker flags: --threads, else the pool's default for the device."""
+    from rerankpool.worker.pool import default_threads
+
+    return args.threads or default_threads(workers, on_cpu=not args.devices and device == "cpu")
+
+
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
     from rerankpool.worker.loop import WorkerConfig
-    from rerankpool.worker.pool import WorkerPool, default_threads, with_device_processes, worker_configs
+    from rerankpool.worker.pool import WorkerPool, with_device_processes, worker_configs
 
     n = args.workers
     if n < 1:
         raise SystemExit("--workers must be >= 1")
     devices = [f"cuda:{d.strip()}" for d in args.devices.split(",")] if args.devices else None
-    threads = args.threads or default_threads(n, on_cpu=not devices and args.device == "cpu")
+    threads = worker_threads(args, n, args.device)
     base = WorkerConfig(
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,

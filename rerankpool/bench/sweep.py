@@ -183,8 +183,7 @@ def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
     """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
     from rerankpool.bench.ceilings import compute_ceiling, forward_ceilings, pool_tokenizer_ceiling, tokenizer_ceiling
-    from rerankpool.cli import worker_flags
-    from rerankpool.worker.pool import default_threads
+    from rerankpool.cli import worker_flags, worker_threads
 
     requests, _ = build_requests(config, config.batches[0])
     pairs = all_pairs(requests)
@@ -202,7 +201,7 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
         on_gpu = config.device.startswith("cuda")
         wargs, _ = worker_flags(connect=False).parse_known_args(config.worker_args)
         processes = max(config.workers)
-        threads = wargs.threads or default_threads(processes, on_cpu=not wargs.devices and config.device == "cpu")
+        threads = worker_threads(wargs, processes, config.device)
         results.append(pool_tokenizer_ceiling(model_path / "tokenizer.json", pairs, processes, threads, config.device,
                                               fast=wargs.fast_tokenizer))
         dtype = config.ceiling_dtype or ("float16" if on_gpu else "float32")
