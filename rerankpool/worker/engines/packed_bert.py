@@ -72,14 +72,20 @@ class PackedInputs:
         lengths = np.asarray(lengths, dtype=np.int64)
         starts = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
-        positions = np.arange(int(starts[-1]), dtype=np.int64) - np.repeat(starts[:-1], lengths)
-        host = torch.from_numpy(np.stack([input_ids.astype(np.int64), token_type_ids.astype(np.int64), positions]))
+        total = int(starts[-1])
+        # A copy from pageable memory waits for everything queued on the stream before it:
+        # with a pass still running (the device process keeps two in flight), the CPU would
+        # sit idle until the GPU is done instead of launching the next pass's kernels. So on
+        # CUDA the rows are written straight into pinned memory and copied asynchronously.
+        pinned = str(device).startswith("cuda")
+        host = torch.empty((3, total), dtype=torch.int64, pin_memory=pinned)
+        rows = host.numpy()
+        rows[0] = input_ids
+        rows[1] = token_type_ids
+        np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=rows[2])  # positions
         cu_seqlens = torch.from_numpy(starts.astype(np.int32))
-        if str(device).startswith("cuda"):
-            # A copy from pageable memory waits for everything queued on the stream before it:
-            # with a pass still running (the device process keeps two in flight), the CPU would
-            # sit idle until the GPU is done instead of launching the next pass's kernels.
-            host, cu_seqlens = host.pin_memory(), cu_seqlens.pin_memory()
+        if pinned:
+            cu_seqlens = cu_seqlens.pin_memory()
         on_device = host.to(device, non_blocking=True)
         return cls(
             input_ids=on_device[0],
