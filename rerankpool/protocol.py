@@ -344,7 +344,13 @@ class WorkerInfo:
 
 @dataclass
 class BatchTimings:
-    """Per-batch timings a worker reports with its scores."""
+    """Per-batch timings a worker reports with its scores.
+
+    ``worker_ms`` runs from the batch's arrival at the worker to its result, so
+    ``worker_ms - tokenize_ms - inference_ms`` is the worker's own hand-offs.
+    ``device_ms`` is the time its chunks spent inside the device process (0 when the
+    worker runs the model itself), so ``inference_ms - device_ms`` is that ipc hop.
+    """
 
     size: int
     tokenize_ms: float
@@ -352,15 +358,20 @@ class BatchTimings:
     real_tokens: int
     padded_tokens: int
     chunks: int = 1
+    worker_ms: float = 0.0
+    device_ms: float = 0.0
 
     @classmethod
     def from_dict(cls, data: Any) -> "BatchTimings":
         if not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "result.timings must be a map")
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k in _REQUIRED_TIMINGS})
         except (KeyError, TypeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"result.timings is incomplete: {exc}") from None
+
+
+_REQUIRED_TIMINGS = ("size", "tokenize_ms", "inference_ms", "real_tokens", "padded_tokens")
 
 
 @dataclass

@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from rerankpool.bench.results import ConfigResult
 from rerankpool.stats.summary import Summary, correlation, describe
 
@@ -22,6 +24,8 @@ __all__ = [
     "batch_metric",
     "StageBreakdown",
     "stage_breakdown",
+    "HopBreakdown",
+    "hop_breakdown",
     "WorkerStats",
     "worker_stats",
     "Series",
@@ -177,6 +181,55 @@ def stage_breakdown(configs: Iterable[ConfigResult]) -> StageBreakdown | None:
         return None
     other = max(0.0, client - (tok + queue + inf)) if have_requests else None
     return StageBreakdown(tok, queue, inf, other, pairs)
+
+
+@dataclass(frozen=True)
+class HopBreakdown:
+    """Where a request's time goes, hop by hop: medians over one config's requests and batches (ms).
+
+    Batch-level parts are medians of per-batch differences: ``broker_worker_ms`` is the
+    broker's round trip minus the worker's own time (the wire both ways and the worker's
+    socket thread), ``handoffs_ms`` the worker's time outside tokenizing and inference,
+    ``device_ipc_ms`` inference minus the device process's time (0 without one), and
+    ``model_ms`` the device process's time, or the worker's inference where it runs the model.
+    ``client_broker_ms`` is the request's p50 minus the batches' p50 round trip: the
+    client, the broker's own work and the wire between them, and, where a request was
+    split, the wait for its slower batch.
+    """
+
+    requests: int
+    batches: int
+    request_ms: float
+    client_broker_ms: float
+    broker_worker_ms: float
+    handoffs_ms: float
+    tokenize_ms: float
+    device_ipc_ms: float
+    model_ms: float
+
+
+def hop_breakdown(config: ConfigResult) -> HopBreakdown | None:
+    """The hops of one config's requests; None without requests or hop timings (older results)."""
+    events = [e for e in config.batch_events if e.round_trip_ms is not None and e.worker_ms]
+    requests = config.ok_requests
+    if not events or not requests:
+        return None
+
+    def median(values: Iterable[float]) -> float:
+        return float(np.median(list(values)))
+
+    device = [e.device_ms or 0.0 for e in events]
+    return HopBreakdown(
+        requests=len(requests),
+        batches=len(events),
+        request_ms=median(r.latency_ms for r in requests),
+        client_broker_ms=median(r.latency_ms for r in requests) - median(e.round_trip_ms for e in events),
+        broker_worker_ms=median(e.round_trip_ms - e.worker_ms for e in events),
+        handoffs_ms=median(e.worker_ms - e.tokenize_ms - e.inference_ms for e in events),
+        tokenize_ms=median(e.tokenize_ms for e in events),
+        device_ipc_ms=median(e.inference_ms - d for e, d in zip(events, device)) if any(device) else 0.0,
+        model_ms=median(device) if any(device) else median(e.inference_ms for e in events),
+    )
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def render_report(result: SweepResult, plots: Sequence[str | Path] = ()) -> str:
         _overall(result, stats),
         _dashboard(result),
         _stage_breakdown(result),
+        _hops(result),
         _per_worker(result),
         "## Dashboard Time-Series Data\n\n"
         f"Full time-series data is available in: `{timeseries_filename(result)}`",
@@ -374,6 +375,24 @@ def _dashboard(r: SweepResult) -> str:
     return "\n\n".join(["## Dashboard Metrics Summary", table, note])
 
 
+def _hops(r: SweepResult) -> str:
+    """Medians of each hop per config; empty for results recorded before hop timings existed."""
+    rows = []
+    for c in r.configs:
+        h = analysis.hop_breakdown(c)
+        if h is not None:
+            rows.append((c.batch, c.concurrency, _f(h.request_ms), _f(h.client_broker_ms), _f(h.broker_worker_ms),
+                         _f(h.handoffs_ms), _f(h.tokenize_ms), _f(h.device_ipc_ms), _f(h.model_ms)))
+    if not rows:
+        return ""
+    table = _table(["Batch", "Conc", "Request P50", "Client + broker", "Broker <-> worker", "Worker hand-offs",
+                    "Tokenize", "Worker <-> device process", "Model"], rows)
+    note = ("_Medians, ms. Request P50 is the client's; the other columns are medians of each batch's parts "
+            "(see Hops in the definitions), so they add up to the request only roughly, and at concurrency "
+            "above 1 the queueing lands in Client + broker._")
+    return "\n\n".join(["### Where a Request's Time Goes", table, note])
+
+
 def _stage_breakdown(r: SweepResult) -> str:
     b = analysis.stage_breakdown(r.configs)
     out = ["### Stage Breakdown"]
@@ -448,6 +467,13 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
                        "GPUs and utilisation averaged; Metal memory is system-wide."),
     ("Stage breakdown", "pair-weighted share of client time in tokenization, queue wait, inference "
                         "and everything else (Other)."),
+    ("Hops", "Client + broker: the request's p50 minus its batches' p50 round trip from the broker to a "
+             "worker and back (the client, the broker's own work, the wire between them, and the wait for a "
+             "split request's slower batch). Broker <-> worker: that round trip minus the worker's time from "
+             "the batch's arrival to its result. Worker hand-offs: the worker's time outside tokenizing and "
+             "inference (its threads passing the batch on). Worker <-> device process: inference minus the "
+             "time the chunks spent in the device process. Model: the device process's time (its queue, the "
+             "forward pass, the copy back), or the inference where the worker runs the model."),
     ("Worker throughput / busy", "a worker's pairs / summed wall time; busy = its tokenization + "
                                  "inference time / summed wall time."),
     ("Correlation", "Pearson r between per-request latency and per-request throughput."),

@@ -75,11 +75,21 @@ class BatchEvent:
     queue_wait_ms: float
     real_tokens: int
     padded_tokens: int
+    # The hops of a batch, where the broker and worker report them (None in older results):
+    # broker -> worker -> broker, inside the worker, inside the device process.
+    round_trip_ms: float | None = None
+    worker_ms: float | None = None
+    device_ms: float | None = None
 
     @property
     def padding_waste_pct(self) -> float | None:
         """None for an empty batch, so it drops out of summaries instead of counting as 0%."""
         return padding_waste_pct(self.real_tokens, self.padded_tokens)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BatchEvent:
+        """From the broker's stats event or a results file (keys this class lacks are left out)."""
+        return cls(**_known(cls, raw))
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> BatchEvent:
@@ -193,7 +203,7 @@ class SweepResult:
 def _config_from_dict(raw: dict[str, Any]) -> ConfigResult:
     fields = _known(ConfigResult, raw)
     fields["requests"] = [RequestSample(**_known(RequestSample, r)) for r in raw.get("requests", [])]
-    fields["batch_events"] = [BatchEvent(**_known(BatchEvent, b)) for b in raw.get("batch_events", [])]
+    fields["batch_events"] = [BatchEvent.from_dict(b) for b in raw.get("batch_events", [])]
     fields["samples"] = [dict(s) for s in raw.get("samples", [])]
     return ConfigResult(**fields)
 

@@ -116,9 +116,7 @@ class PoolWatcher:
         stats = self._client.stats(events_since=self.cursor)
         for event in stats.pop("events", []):
             self.cursor = max(self.cursor, event["seq"])
-            self.events.append(BatchEvent(event["t"], event["worker"], event["size"], event["tokenize_ms"],
-                                          event["inference_ms"], event["queue_wait_ms"], event["real_tokens"],
-                                          event["padded_tokens"]))
+            self.events.append(BatchEvent.from_dict(event))
         row: dict[str, Any] = {
             "pool.queue_pairs": stats["queue_pairs"],
             "pool.batches_in_flight": stats["batches_in_flight"],

@@ -295,6 +295,8 @@ class Broker:
                 "inference_ms": t.inference_ms,
                 "queue_wait_ms": wait_ms,
                 "round_trip_ms": 1000.0 * (now - batch.sent_at),
+                "worker_ms": t.worker_ms,
+                "device_ms": t.device_ms,
                 "real_tokens": t.real_tokens,
                 "padded_tokens": t.padded_tokens,
                 "chunks": t.chunks,

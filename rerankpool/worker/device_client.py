@@ -54,6 +54,7 @@ class DeviceClient:
         self.packed: bool = info["packed"]
         self.pid: int = info["pid"]
         self._memory: dict[str, float] = {}
+        self._device_ms = 0.0  # summed over the chunks since take_device_ms
         logger.info("running the model in device process %d (%s on %s)", self.pid, self.name, self.device)
 
     def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
@@ -67,9 +68,15 @@ class DeviceClient:
             raise RuntimeError(f"device process: {header.get('error')}")
         self._memory = header.get("memory", {})
         self.pid = header.get("pid", self.pid)  # a restarted device process, reached after a reconnect
+        self._device_ms += float(header.get("device_ms", 0.0))
         if isinstance(chunk, PackedChunk) and header["computed_tokens"] != chunk.real_tokens:
             chunk.computed_tokens = header["computed_tokens"]
         return P.from_f32(header["scores"])
+
+    def take_device_ms(self) -> float:
+        """Time the chunks forwarded since the last call spent in the device process, ms (then reset)."""
+        spent, self._device_ms = self._device_ms, 0.0
+        return spent
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         """Nothing to do: the device process warmed the model up before it answered hello."""

@@ -22,6 +22,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,7 @@ def split_scores(scores: np.ndarray, chunks: list[Chunk | PackedChunk]) -> list[
 class _Request:
     peer: bytes
     chunk: Chunk | PackedChunk
+    received: float  # perf_counter when taken off the socket
 
     @property
     def tokens(self) -> int:
@@ -187,7 +189,7 @@ class DeviceServer:
             if op != P.D_FORWARD:
                 raise P.ProtocolError(P.ErrorCode.UNKNOWN_OP, f"unknown op {op!r} for a device process")
             kind, arrays = P.decode_forward(header, [f.buffer for f in frames[2:]])
-            return _Request(peer, chunk_from_arrays(kind, arrays))
+            return _Request(peer, chunk_from_arrays(kind, arrays), time.perf_counter())
         except (P.ProtocolError, ValueError, TypeError) as exc:
             message = exc.message if isinstance(exc, P.ProtocolError) else str(exc)
             logger.warning("refused a malformed request from a worker: %s", message)
@@ -225,16 +227,17 @@ class DeviceServer:
         self.merged_passes += len(chunks) > 1
         share = done.chunk.padded_tokens / max(1, done.chunk.real_tokens)  # a graph's padding, shared out
         for request, part in zip(done.requests, split_scores(scores, chunks)):
-            self._scores(request.peer, part, round(request.tokens * share))
+            self._scores(request, part, round(request.tokens * share))
 
     def _failed(self, requests: list[_Request], exc: Exception) -> None:
         logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
         for request in requests:
             self._reply(request.peer, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
-    def _scores(self, peer: bytes, scores: np.ndarray, computed_tokens: int) -> None:
-        self._reply(peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
-                           "memory": self.engine.memory(), "pid": os.getpid()})
+    def _scores(self, request: _Request, scores: np.ndarray, computed_tokens: int) -> None:
+        self._reply(request.peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
+                                   "memory": self.engine.memory(), "pid": os.getpid(),
+                                   "device_ms": 1000.0 * (time.perf_counter() - request.received)})
 
     def _reply(self, peer: bytes, header: dict) -> None:
         self.sock.send_multipart([peer, *P.pack(header)])

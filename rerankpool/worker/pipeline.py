@@ -36,6 +36,7 @@ class _Tokenized:
     message: P.BatchMessage
     encoded: EncodedBatch
     tokenize_ms: float
+    arrived: float  # perf_counter when the socket thread handed the batch over
 
 
 class Pipeline:
@@ -64,13 +65,15 @@ class Pipeline:
         self._tokenized: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._guard, args=(self._tokenize_loop,), name="tokenize", daemon=True)
         self.pending = 0  # batches submitted and not yet reported (socket thread only)
+        # The device process's share of the last batch's inference (DeviceClient only).
+        self._device_ms: Callable[[], float] = getattr(engine, "take_device_ms", lambda: 0.0)
 
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, message: P.BatchMessage) -> None:
         self.pending += 1
-        self._inbox.put(message)
+        self._inbox.put((message, time.perf_counter()))
 
     def stop(self) -> None:
         """End both stages once the batches already submitted are done."""
@@ -98,17 +101,18 @@ class Pipeline:
 
     def _tokenize_loop(self, out: zmq.Socket) -> None:
         while True:
-            message = self._inbox.get()
-            if message is _STOP:
+            item = self._inbox.get()
+            if item is _STOP:
                 self._tokenized.put(_STOP)
                 return
+            message, arrived = item
             start = time.perf_counter()
             try:
                 encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy)
             except Exception as exc:
                 out.send_multipart(_failed(message.id, f"tokenization failed: {exc!r}"))
                 continue
-            self._tokenized.put(_Tokenized(message, encoded, 1000.0 * (time.perf_counter() - start)))
+            self._tokenized.put(_Tokenized(message, encoded, 1000.0 * (time.perf_counter() - start), arrived))
 
     def _forward_loop(self, out: zmq.Socket) -> None:
         while True:
@@ -124,13 +128,16 @@ class Pipeline:
                 logger.exception("batch %d failed in the model", item.message.id)
                 out.send_multipart(_failed(item.message.id, f"{type(exc).__name__}: {exc}"))
                 continue
+            end = time.perf_counter()
             timings = P.BatchTimings(
                 size=item.encoded.size,
                 tokenize_ms=item.tokenize_ms,
-                inference_ms=1000.0 * (time.perf_counter() - start),
+                inference_ms=1000.0 * (end - start),
                 real_tokens=item.encoded.real_tokens,
                 padded_tokens=item.encoded.padded_tokens,
                 chunks=len(item.encoded.chunks),
+                worker_ms=1000.0 * (end - item.arrived),
+                device_ms=self._device_ms(),
             )
             out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory()))
 
