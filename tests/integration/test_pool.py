@@ -132,6 +132,9 @@ def test_stats_report_batches_and_workers(pool):
     event = stats["events"][-1]
     assert event["padded_tokens"] >= event["real_tokens"] > 0
     assert event["size"] >= 1 and event["inference_ms"] > 0
+    # The hops nest: the broker's round trip holds the worker's time, which holds its two stages.
+    assert event["round_trip_ms"] >= event["worker_ms"] >= event["tokenize_ms"] + event["inference_ms"]
+    assert event["device_ms"] == 0.0  # this pool's workers run the model themselves
 
 
 def test_bench_load_from_several_processes_gets_every_reply(pool):

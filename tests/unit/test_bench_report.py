@@ -163,6 +163,19 @@ def test_stage_breakdown_and_per_worker() -> None:
     assert "| worker-0 | 3 | 80 | 20.0 | 20.0 | 26.7 | 2.5 |" in workers
 
 
+def test_hops_table_takes_medians_and_is_left_out_for_older_results() -> None:
+    sweep = make_sweep()
+    assert "Where a Request's Time Goes" not in render_report(sweep)  # no hop timings recorded
+    config = sweep.configs[0]  # requests of 100-400 ms: p50 250
+    config.batch_events = [
+        BatchEvent(0.1, "worker-0", 8, 5.0, 20.0, 1.0, 300, 300, round_trip_ms=40.0, worker_ms=30.0, device_ms=12.0),
+        BatchEvent(0.2, "worker-1", 8, 7.0, 22.0, 1.0, 300, 300, round_trip_ms=60.0, worker_ms=32.0, device_ms=14.0),
+    ]
+    hops = _section(render_report(sweep), "### Where a Request's Time Goes")
+    # client+broker 250-50; broker<->worker median(10, 28); hand-offs median(5, 3); ipc median(8, 8); model 13.
+    assert "| 10 | 1 | 250.00 | 200.00 | 19.00 | 4.00 | 6.00 | 8.00 | 13.00 |" in hops
+
+
 def test_stand_in_warning_only_without_real_scores() -> None:
     assert "scores of this run are meaningless" in render_report(make_sweep(real_scores=False))
     assert "meaningless" not in render_report(make_sweep(real_scores=True))
