@@ -127,6 +127,7 @@ class DeviceServer:
         # Engines without launch/collect run each pass to the end in ``_start``.
         self._launch_fn = getattr(engine, "launch", None)
         self._collect_fn = getattr(engine, "collect", None) if self._launch_fn else None
+        self._running_fn = getattr(engine, "running", None) if self._launch_fn else None
         self.depth = depth if self._launch_fn else 1
         self.merged_passes = 0  # passes that ran more than one worker's chunk
         self._held: _Request | None = None  # taken off the socket but over this pass's token budget
@@ -143,13 +144,21 @@ class DeviceServer:
             self.step()
 
     def step(self) -> None:
-        """Launch what waits, if there is room; otherwise (or when nothing waits) finish the oldest pass."""
+        """Launch what waits, if there is room; otherwise (or when nothing waits) finish the oldest pass.
+
+        While a short pass runs and there is room for another, the step returns instead of
+        waiting for it, so the next step looks at the socket again: a chunk that arrives
+        meanwhile (a lone request's other half, from a second worker) is launched behind it
+        at once, not after its reply.
+        """
         if len(self._in_flight) < self.depth:
             requests = self._take()
             if requests:
                 self._launch(requests)
                 if len(self._in_flight) < self.depth:
                     return
+            elif self._in_flight and self._running_fn is not None and self._running_fn(self._in_flight[0].in_flight):
+                return
         if self._in_flight:
             self._finish(self._in_flight.popleft())
 

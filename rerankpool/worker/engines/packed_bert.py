@@ -234,24 +234,27 @@ GRAPH_TOKEN_BUCKETS = (512, 1024, 2048, 3072, 4096, 6144, 8192)
 
 
 def graph_layout(
-    input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, capacity: int, rows: int
+    input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, capacity: int, rows: int,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Host arrays for a graph of ``capacity`` tokens and ``rows`` pairs: [3, capacity] ids and cu_seqlens.
 
     The real tokens come first; the tail is pad tokens that belong to no pair (rows past
     the real ones have length 0). Every op but attention works token by token, and
     attention only mixes tokens of one pair, so the tail cannot reach a real score.
+    ``out`` is a ([3, capacity] int64, [rows + 1] int32) pair to write into (pinned memory).
     """
     total = int(lengths.sum())
     if total >= capacity or len(lengths) > rows:
         raise ValueError(f"{len(lengths)} pairs / {total} tokens do not fit a graph of {rows} / {capacity}")
-    host = np.zeros((3, capacity), dtype=np.int64)
+    host, cu = out if out is not None else (np.empty((3, capacity), np.int64), np.empty(rows + 1, np.int32))
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
+    host[:, total:] = 0
     host[0, :total] = input_ids
     host[1, :total] = token_type_ids
-    host[2, :total] = np.arange(total) - np.repeat(starts[:-1], lengths)
-    cu = np.full(rows + 1, total, dtype=np.int32)
+    np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=host[2, :total])
+    cu[:] = total
     cu[: len(starts)] = starts
     return host, cu
 
@@ -319,8 +322,15 @@ class GraphedPackedBert:
     def __call__(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray,
                  capacity: int) -> torch.Tensor:
         graph, host_ids, cu, out = self._graphs[capacity]
-        ids, cu_host = graph_layout(input_ids, token_type_ids, lengths, capacity, graph_rows(capacity))
-        host_ids.copy_(torch.from_numpy(ids))
-        cu.copy_(torch.from_numpy(cu_host))
+        # Laid out in pinned memory and copied asynchronously, like eager batches (see
+        # PackedInputs.build): from pageable memory the copy would wait for the pass already
+        # on the GPU. The copies and the replay are queued in order on one stream, so the
+        # graph's inputs are not overwritten before an earlier replay has read them.
+        staged = (torch.empty((3, capacity), dtype=torch.int64, pin_memory=True),
+                  torch.empty(len(cu), dtype=torch.int32, pin_memory=True))
+        graph_layout(input_ids, token_type_ids, lengths, capacity, graph_rows(capacity),
+                     out=(staged[0].numpy(), staged[1].numpy()))
+        host_ids.copy_(staged[0], non_blocking=True)
+        cu.copy_(staged[1], non_blocking=True)
         graph.replay()
         return out[: len(lengths)]

@@ -47,6 +47,7 @@ class InFlight:
 
     scores: Any
     done: Any = None  # torch.cuda.Event; None when the scores are already there
+    short: bool = False  # replayed from a CUDA graph: done within a millisecond or two, so waited for by polling
 
 
 class TorchEngine:
@@ -152,7 +153,11 @@ class TorchEngine:
         # p99 on the H100 host (bench/results/h100-sync-probe.txt), so those spin.
         done = self._torch.cuda.Event(blocking=not spin)
         done.record()
-        return InFlight(host, done)
+        return InFlight(host, done, short=spin)
+
+    def running(self, pending: InFlight) -> bool:
+        """Whether a short pass is still on the GPU; False once done, and for long passes (``collect`` sleeps)."""
+        return pending.short and not pending.done.query()
 
     def collect(self, pending: InFlight) -> np.ndarray:
         if pending.done is not None:
