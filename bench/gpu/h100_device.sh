@@ -4,7 +4,7 @@
 # Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
 # synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
 # saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests), `... 5` (the headline at saturation, long runs, after
-# inputs went to the GPU from pinned memory).
+# inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -16,7 +16,24 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 1 ]; then
+if [ "${1:-1}" = 6 ]; then
+  names="h100-l6-hops h100-l6-hops-nodevice h100-l12-hops"
+  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
+    timeout 100 python3 bench/gpu/latency_probe.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
+      2>&1 | grep -v Warn | tee $R/latency-probe-$(basename $m).txt
+  done
+  T=150 run --out $R/h100-l6-hops --model /tmp/l6 $POOL --concurrency 1,128 --pairs 40000 \
+      --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L6 stand-in, where a lone request's time goes" \
+      --description "4 workers x 8 threads, device process: short passes poll the socket while the GPU runs, graph inputs from pinned memory"
+  T=90 run --out $R/h100-l6-hops-nodevice --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 \
+      --broker-args "$BROKER" --worker-args "--no-device-process --threads 8" \
+      --title "H100: L6 stand-in, where a lone request's time goes, each worker runs the model" \
+      --description "as h100-l6-hops without --device-process"
+  T=90 run --out $R/h100-l12-hops --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 8000 \
+      --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L12 (default, real), where a lone request's time goes" --description "as h100-l6-hops, real 12-layer model"
+elif [ "${1:-1}" = 1 ]; then
   names="h100-l6-device h100-l6-nodevice h100-l6-synth-device"
   T=200 run --out $R/h100-l6-device --model /tmp/l6 $POOL --concurrency 1,64,128 --pairs 40000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
@@ -89,4 +106,5 @@ else
   done
 fi
 for n in $names; do echo "## $n"
-  sed -n '/## Results Summary/,/^_Latencies/p;/^| Config | Agg TP/,/^$/p' $R/$n/$n.md | grep "^|"; done
+  sed -n '/## Results Summary/,/^_Latencies/p;/^| Config | Agg TP/,/^$/p;/Where a Request/,/^_Medians/p' $R/$n/$n.md \
+    | grep "^|"; done

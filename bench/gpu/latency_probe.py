@@ -2,7 +2,8 @@
 
 Run on the GPU host: python3 bench/gpu/latency_probe.py MODEL_DIR [pairs-per-batch ...]
 Prints p50/p99 over 200 batches of SQuAD pairs for each stage; "launch" is the CPU time
-to issue an eager forward pass, "gpu wait" what is left for the GPU after it.
+to issue an eager forward pass, "gpu wait" what is left for the GPU after it; "graph gpu"
+is the GPU's own time for a graph replay with its copies (CUDA events).
 """
 
 import statistics
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rerankpool.bench.ceilings import encode_pairs
 from rerankpool.bench.datasets import load_squad, pair_stream
@@ -33,7 +35,8 @@ def ms(samples):
 
 
 for n in sizes:
-    stages = {k: [] for k in ("tokenize", "eager launch", "eager gpu wait", "eager total", "graph total")}
+    stages = {k: [] for k in ("tokenize", "eager launch", "eager gpu wait", "eager total", "graph total", "graph gpu")}
+    first, last = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for start in range(0, min(len(pairs), 200 * n), n):
         group = pairs[start : start + n]
         t0 = time.perf_counter()
@@ -41,11 +44,14 @@ for n in sizes:
         t1 = time.perf_counter()
         out = engine.packed_model(engine.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths))
         t2 = time.perf_counter()
-        eager = engine._to_host(out)
+        eager = engine.collect(engine._in_flight(out))
         t3 = time.perf_counter()
-        graphed = engine.forward(chunk)
+        first.record()
+        pending = engine.launch(chunk)
+        last.record()
+        graphed = engine.collect(pending)
         t4 = time.perf_counter()
-        for key, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t1, t4 - t3)):
+        for key, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t1, t4 - t3, first.elapsed_time(last) / 1e3)):
             stages[key].append(value)
         assert np.abs(eager - graphed).max() < 0.05
     print(f"{n} pairs ({chunk.input_ids.size} tokens in the last):",
