@@ -164,6 +164,7 @@ def _setup(r: SweepResult) -> str:
         ("dtype", r.dtype),
         ("Workers", ", ".join(map(str, workers)) or "n/a"),
         *([("Worker flags", f"`{r.worker_flags}`")] if r.worker_flags else []),
+        *([("Broker flags", f"`{r.broker_flags}`")] if r.broker_flags else []),
         ("Data", r.data or "not recorded"),
         ("Batching", ", ".join(f"{k}={_cell(v)}" for k, v in r.batching.items()) or "not recorded"),
     ]

@@ -171,6 +171,8 @@ class SweepResult:
     data: str = ""
     #: The extra worker flags the pool ran with (e.g. "--threads 8 --device-process").
     worker_flags: str = ""
+    #: The extra broker flags, as given (batching flags are also parsed into ``batching``).
+    broker_flags: str = ""
     configs: list[ConfigResult] = field(default_factory=list)
     baselines: list[BaselineResult] = field(default_factory=list)
 

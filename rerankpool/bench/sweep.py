@@ -254,7 +254,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
         timestamp=datetime.now().strftime("%Y-%m-%d %H:%M:%S"), model=model.name, model_label=model.label,
         real_scores=model.real_scores, engine=", ".join(engines), device=config.device, dtype=", ".join(dtypes),
         batching=batching, hardware=environment.hardware(), software=environment.software(), data=data_desc,
-        worker_flags=" ".join(config.worker_args),
+        worker_flags=" ".join(config.worker_args), broker_flags=" ".join(config.broker_args),
         configs=results, baselines=baselines,
     )
 
