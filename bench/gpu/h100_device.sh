@@ -4,7 +4,7 @@
 # Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
 # synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
 # saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests), `... 5` (the headline at saturation, long runs, after
-# inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop).
+# inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop), `... 7` (busy polling, A/B).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -16,7 +16,26 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 6 ]; then
+if [ "${1:-1}" = 7 ]; then
+  names="h100-l6-nospin h100-l6-spin h100-l6-spin-split0 h100-l12-spin h100-l6-spin-load"
+  SPIN="--spin-us 10000"
+  T=90 run --out $R/h100-l6-nospin --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER" \
+      --worker-args "$DP" --title "H100: L6 stand-in, a lone request, no busy polling (A/B)" \
+      --description "as h100-l6-hops at concurrency 1; the A/B partner of h100-l6-spin"
+  T=90 run --out $R/h100-l6-spin --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER $SPIN" \
+      --worker-args "$DP $SPIN" --title "H100: L6 stand-in, a lone request, broker and device process busy-poll" \
+      --description "--spin-us 10000 on the broker and the device process"
+  T=90 run --out $R/h100-l6-spin-split0 --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 \
+      --broker-args "$BROKER $SPIN --split-min 0" --worker-args "$DP $SPIN" \
+      --title "H100: L6 stand-in, a lone request taken whole by one worker, busy polling" \
+      --description "as h100-l6-spin with --split-min 0: one batch per request, so Client + broker holds no wait for a second half"
+  T=90 run --out $R/h100-l12-spin --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 8000 \
+      --broker-args "$BROKER $SPIN" --worker-args "$DP $SPIN" \
+      --title "H100: L12 (default, real), a lone request, busy polling" --description "as h100-l6-spin, real 12-layer model"
+  T=150 run --out $R/h100-l6-spin-load --model /tmp/l6 $POOL --concurrency 128 --pairs 80000 \
+      --broker-args "$BROKER $SPIN" --worker-args "$DP $SPIN" \
+      --title "H100: L6 stand-in, saturation with busy polling" --description "as h100-l6-pinned (80,000 pairs, conc 128) with --spin-us 10000"
+elif [ "${1:-1}" = 6 ]; then
   names="h100-l6-hops h100-l6-hops-nodevice h100-l12-hops"
   for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
     timeout 100 python3 bench/gpu/latency_probe.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
