@@ -60,17 +60,6 @@ def liveness_flags() -> argparse.ArgumentParser:
     return p
 
 
-def spin_flags() -> argparse.ArgumentParser:
-    """Busy polling, shared by the broker and the device processes (``rerankpool.sockets.BusyPoll``)."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("latency")
-    g.add_argument("--spin-us", type=int, default=0,
-                   help="after each message, the broker and the device processes poll without sleeping for this "
-                        "many microseconds before they block: each saves a wake-up per hop of a lone request, "
-                        "and uses up to a core while it spins (0: off)")
-    return p
-
-
 def worker_flags(connect: bool) -> argparse.ArgumentParser:
     from rerankpool.models import DEFAULT_MODEL
     from rerankpool.worker.device_process import DEFAULT_PASS_TOKENS
@@ -132,7 +121,6 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
         limits=Limits(args.max_docs, args.max_doc_chars, Limits().max_query_chars, args.max_message_bytes),
         expect_workers=expect_workers,
         security=server_security_from_args(args),
-        spin_s=args.spin_us / 1e6,
     )
 
 
@@ -163,7 +151,7 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
     on_cuda = bool(devices) or args.device.startswith("cuda")
     if not (args.device_process if args.device_process is not None else on_cuda and args.engine == "torch"):
         return WorkerPool(configs)
-    device_processes, configs = with_device_processes(configs, args.pass_tokens, args.spin_us / 1e6)
+    device_processes, configs = with_device_processes(configs, args.pass_tokens)
     return WorkerPool(configs, device_processes=device_processes)
 
 
@@ -359,15 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags(), spin_flags(),
-                                       server_flags()],
+    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags(), server_flags()],
                         help="run a broker and N workers in the foreground")
     up.set_defaults(func=cmd_up)
-    broker = sub.add_parser("broker", parents=[broker_flags(), liveness_flags(), spin_flags(), server_flags()],
-                            help="run a broker")
+    broker = sub.add_parser("broker", parents=[broker_flags(), liveness_flags(), server_flags()], help="run a broker")
     broker.set_defaults(func=cmd_broker)
-    worker = sub.add_parser("worker", parents=[worker_flags(connect=True), liveness_flags(), spin_flags(),
-                                               client_flags()],
+    worker = sub.add_parser("worker", parents=[worker_flags(connect=True), liveness_flags(), client_flags()],
                             help="run N workers for a broker")
     worker.set_defaults(func=cmd_worker)
 

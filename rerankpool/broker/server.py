@@ -23,7 +23,7 @@ from rerankpool.broker.assembly import Outcome, finalize
 from rerankpool.broker.core import CoreConfig, PoolCore
 from rerankpool.broker.registry import Batch, WorkerState
 from rerankpool.security import ServerSecurity, warn_if_public_without_curve
-from rerankpool.sockets import BusyPoll, received
+from rerankpool.sockets import received
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ class BrokerConfig:
     events_kept: int = 20_000  # per-batch events held for the stats op
     expect_workers: int = 0  # log one "ready" line once this many workers have registered
     security: ServerSecurity | None = None  # CURVE on both sockets; None = plain TCP
-    spin_s: float = 0.0  # busy polling after each message (``rerankpool.sockets.BusyPoll``)
 
 
 def batch_message(batch: Batch) -> P.BatchMessage:
@@ -70,7 +69,6 @@ class Broker:
         self.poller = zmq.Poller()
         self.poller.register(self.frontend, zmq.POLLIN)
         self.poller.register(self.backend, zmq.POLLIN)
-        self._poll = BusyPoll(self.poller.poll, config.spin_s)
 
     def _socket(self, endpoint: str, role: str) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
@@ -111,7 +109,7 @@ class Broker:
 
     def tick(self) -> None:
         """One pass of the loop: poll, route, expire, purge, dispatch, heartbeat."""
-        events = dict(self._poll(self._poll_timeout_ms()))
+        events = dict(self.poller.poll(self._poll_timeout_ms()))
         if self.frontend in events:
             for frames in received(self.frontend):
                 self._on_client(frames[0], frames[1:])

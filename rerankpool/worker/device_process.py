@@ -31,7 +31,6 @@ import numpy as np
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.sockets import BusyPoll
 from rerankpool.worker.engines.base import Chunk, Engine, PackedChunk
 from rerankpool.worker.loop import PACKED_POLICY, WorkerConfig
 
@@ -121,10 +120,9 @@ class DeviceServer:
     GPU does not idle while this process replies, takes, merges and copies.
     """
 
-    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int, depth: int = 2, spin_s: float = 0.0) -> None:
+    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int, depth: int = 2) -> None:
         self.engine = engine
         self.sock = sock
-        self._poll = BusyPoll(sock.poll, spin_s)
         self.max_tokens = max_tokens
         # Engines without launch/collect run each pass to the end in ``_start``.
         self._launch_fn = getattr(engine, "launch", None)
@@ -141,7 +139,7 @@ class DeviceServer:
 
     def serve(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            if not self._in_flight and self._held is None and not self._poll(250):
+            if not self._in_flight and self._held is None and not self.sock.poll(250):
                 continue
             self.step()
 
@@ -261,7 +259,6 @@ class DeviceProcessConfig:
     worker: WorkerConfig  # its name names the process
     endpoint: str
     max_tokens: int = DEFAULT_PASS_TOKENS  # per merged pass
-    spin_s: float = 0.0  # busy polling after each request (``rerankpool.sockets.BusyPoll``)
 
     @property
     def name(self) -> str:
@@ -294,7 +291,7 @@ def run_device_process(config: DeviceProcessConfig) -> int:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.bind(config.endpoint)
-    server = DeviceServer(engine, sock, config.max_tokens, spin_s=config.spin_s)
+    server = DeviceServer(engine, sock, config.max_tokens)
     logger.info("device process %d serving %s on %s at %s", os.getpid(), engine.name, engine.device, config.endpoint)
     parent = os.getppid()
     watcher = threading.Thread(target=_stop_with_parent, args=(parent, stop), daemon=True)

@@ -72,11 +72,11 @@ def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None)
     return configs
 
 
-def with_device_processes(configs: list[WorkerConfig], pass_tokens: int = DEFAULT_PASS_TOKENS, spin_s: float = 0.0,
+def with_device_processes(configs: list[WorkerConfig], pass_tokens: int = DEFAULT_PASS_TOKENS,
                           ) -> tuple[list[DeviceProcessConfig], list[WorkerConfig]]:
     """One device process per device the workers use, and the workers pointed at theirs."""
     devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device),
-                                             pass_tokens, spin_s) for c in configs}
+                                             pass_tokens) for c in configs}
     return list(devices.values()), [replace(c, device_endpoint=devices[c.device].endpoint) for c in configs]
 
 
