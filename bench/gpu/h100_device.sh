@@ -16,7 +16,21 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 7 ]; then
+if [ "${1:-1}" = 8 ]; then
+  names="h100-l6-ab-old-1 h100-l6-ab-new-1 h100-l6-ab-old-2 h100-l6-ab-new-2"
+  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
+    timeout 100 python3 bench/gpu/kernel_profile.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
+      2>&1 | grep -v Warn | tee $R/kernel-profile-$(basename $m).txt
+  done
+  # Saturation, this tree against the last session's final commit (74ad972, unpacked in .carry/old), taking turns.
+  for i in 1 2; do
+    (cd .carry/old && PYTHONPATH=/tmp/site:$OLDPWD/.carry/site T=150 run --out $R/h100-l6-ab-old-$i --model /tmp/l6 $POOL \
+      --concurrency 128 --pairs 80000 --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L6 stand-in at saturation, code of 74ad972 (A/B $i)" --description "as h100-l6-pinned")
+    T=150 run --out $R/h100-l6-ab-new-$i --model /tmp/l6 $POOL --concurrency 128 --pairs 80000 --broker-args "$BROKER" \
+      --worker-args "$DP" --title "H100: L6 stand-in at saturation, this session's code (A/B $i)" --description "as h100-l6-pinned"
+  done
+elif [ "${1:-1}" = 7 ]; then
   names="h100-l6-nospin h100-l6-spin h100-l6-spin-split0 h100-l12-spin h100-l6-spin-load"
   SPIN="--spin-us 10000"
   T=90 run --out $R/h100-l6-nospin --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER" \
