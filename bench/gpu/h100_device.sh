@@ -4,7 +4,8 @@
 # Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
 # synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
 # saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests), `... 5` (the headline at saturation, long runs, after
-# inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop), `... 7` (busy polling, A/B).
+# inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop), `... 7` (busy polling, A/B), `... 8` (kernels of a small pass; saturation against the
+# last session's code), `... 9` (a lone request after graphs got fewer rows).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -16,7 +17,22 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 8 ]; then
+if [ "${1:-1}" = 9 ]; then
+  names="h100-l6-lone h100-l6-synth-lone h100-l12-lone"
+  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
+    timeout 100 python3 bench/gpu/kernel_profile.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
+      2>&1 | grep -v Warn | tee $R/kernel-profile-rows-$(basename $m).txt
+  done
+  T=90 run --out $R/h100-l6-lone --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 --broker-args "$BROKER" \
+      --worker-args "$DP" --title "H100: L6 stand-in, a lone 32-pair request, SQuAD pairs" \
+      --description "graphs with few rows for usual pairs; 500 requests at concurrency 1"
+  T=90 run --out $R/h100-l6-synth-lone --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 $SYN --broker-args "$BROKER" \
+      --worker-args "$DP" --title "H100: L6 stand-in, a lone 32-pair request, ~70-token synthetic pairs" \
+      --description "as h100-l6-lone on the issue's synthetic pairs"
+  T=90 run --out $R/h100-l12-lone --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 16000 \
+      --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L12 (default, real), a lone 32-pair request, SQuAD pairs" --description "as h100-l6-lone, real 12-layer model"
+elif [ "${1:-1}" = 8 ]; then
   names="h100-l6-ab-old-1 h100-l6-ab-new-1 h100-l6-ab-old-2 h100-l6-ab-new-2"
   for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
     timeout 100 python3 bench/gpu/kernel_profile.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \

@@ -35,14 +35,15 @@ pinned: dict[int, tuple] = {}
 
 
 def pinned_path(chunk, event):
-    capacity = graphs.capacity_for(chunk.input_ids.size, len(chunk.lengths))
-    graph, host_ids, cu, out = graphs._graphs[capacity]
+    shape = graphs.shape_for(chunk.input_ids.size, len(chunk.lengths))
+    graph, host_ids, cu, out = graphs._graphs[shape]
+    capacity = shape[0]
     if capacity not in pinned:
         pinned[capacity] = (torch.empty(host_ids.shape, dtype=torch.int64).pin_memory(),
                             torch.empty(cu.shape, dtype=torch.int32).pin_memory(),
                             torch.empty(out.shape, dtype=out.dtype).pin_memory())
     ids_p, cu_p, out_p = pinned[capacity]
-    ids, cu_host = graph_layout(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity, cu.numel() - 1)
+    ids, cu_host = graph_layout(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity, shape[1])
     ids_p.numpy()[:] = ids
     cu_p.numpy()[:] = cu_host
     host_ids.copy_(ids_p, non_blocking=True)

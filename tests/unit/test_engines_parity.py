@@ -144,11 +144,13 @@ def test_graph_layout_puts_real_tokens_first_and_empty_rows_after():
         graph_layout(ids, types, lengths, capacity=10, rows=1)
 
 
-def test_every_graph_bucket_captures_a_layout_that_fits():
-    from rerankpool.worker.engines.packed_bert import GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout, graph_rows
+def test_every_graph_shape_captures_a_layout_that_fits():
+    from rerankpool.worker.engines.packed_bert import GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout, graph_shapes
 
-    for capacity in GRAPH_TOKEN_BUCKETS:
-        rows = graph_rows(capacity)
+    shapes = graph_shapes()
+    assert {c for c, _ in shapes} == set(GRAPH_TOKEN_BUCKETS)
+    assert all(len({r for c, r in shapes if c == capacity}) == 2 for capacity in GRAPH_TOKEN_BUCKETS)
+    for capacity, rows in shapes:
         lengths = capture_lengths(capacity, rows)
         total = int(lengths.sum())
         host, cu = graph_layout(np.ones(total, np.int64), np.zeros(total, np.int64), lengths, capacity, rows)

@@ -229,8 +229,11 @@ class PackedBert:
         return self.model.classifier(pooled)[:, 0]
 
 
-# Token capacities of the CUDA graphs for small batches; each holds up to capacity // 8 pairs.
-GRAPH_TOKEN_BUCKETS = (512, 1024, 2048, 3072, 4096, 6144, 8192)
+# Token capacities of the CUDA graphs for small batches.
+GRAPH_TOKEN_BUCKETS = (512, 1024, 2048, 3072, 4096, 5120, 6144, 7168, 8192)
+# Rows (pairs) of the graphs of each capacity, as tokens a pair on average: 64 holds usual
+# reranking pairs; 8 takes batches of very short ones.
+GRAPH_TOKENS_PER_ROW = (64, 8)
 
 
 def graph_layout(
@@ -259,9 +262,14 @@ def graph_layout(
     return host, cu
 
 
-def graph_rows(capacity: int) -> int:
-    """Pairs a graph of ``capacity`` tokens holds: 8 tokens a pair on average, at least 8 pairs."""
-    return max(8, capacity // 8)
+def graph_rows(capacity: int, tokens_per_row: int = 8) -> int:
+    """Pairs a graph of ``capacity`` tokens holds: ``tokens_per_row`` tokens a pair on average, at least 8 pairs."""
+    return max(8, capacity // tokens_per_row)
+
+
+def graph_shapes(buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> list[tuple[int, int]]:
+    """(capacity, rows) of each graph, smallest first."""
+    return sorted({(capacity, graph_rows(capacity, t)) for capacity in buckets for t in GRAPH_TOKENS_PER_ROW})
 
 
 def capture_lengths(capacity: int, rows: int) -> np.ndarray:
@@ -277,16 +285,20 @@ class GraphedPackedBert:
     takes a fraction of a millisecond. A graph per token capacity replays them in one
     launch. Small batches pad up to the next capacity (reported as padding); large ones
     run eager, where launches are a small share.
+
+    Each capacity has graphs of a few rows and of many. FlashAttention's varlen kernel
+    launches blocks for every row of the graph, empty or not, so a 32-pair batch in a
+    graph of 1,024 rows took 1.8-2x the GPU time of its eager pass on the H100
+    (``bench/results/h100-kernel-profile-*.txt``); a batch takes the fewest rows that hold it.
     """
 
     def __init__(self, packed: PackedBert, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
         if packed.attention != "varlen":
             raise ValueError("CUDA graphs need the varlen attention path")
         device = packed.device
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         pool = None
-        for capacity in sorted(buckets, reverse=True):  # largest first, so smaller ones reuse its memory
-            rows = graph_rows(capacity)
+        for capacity, rows in reversed(graph_shapes(buckets)):  # largest first, so smaller ones reuse its memory
             host_ids = torch.zeros((3, capacity), dtype=torch.int64, device=device)
             cu = torch.zeros(rows + 1, dtype=torch.int32, device=device)
             lengths = capture_lengths(capacity, rows)
@@ -305,31 +317,31 @@ class GraphedPackedBert:
             with torch.cuda.graph(graph, pool=pool):
                 out = packed(inputs)
             pool = graph.pool()
-            self._graphs[capacity] = (graph, host_ids, cu, out)
-        self._capacities = sorted(self._graphs)  # smallest first: capacity_for takes the first that fits
+            self._graphs[capacity, rows] = (graph, host_ids, cu, out)
+        self._shapes = sorted(self._graphs)  # smallest first: shape_for takes the first that fits
 
-    def capacity_for(self, tokens: int, pairs: int) -> int | None:
-        """The smallest graph that holds the batch, or None (run it eager).
+    def shape_for(self, tokens: int, pairs: int) -> tuple[int, int] | None:
+        """(capacity, rows) of the smallest graph that holds the batch, or None (run it eager).
 
         At least one tail token stays free, so that the score gather of the empty rows
         (which point at the first tail token) stays in bounds.
         """
-        for capacity in self._capacities:
-            if tokens < capacity and pairs <= graph_rows(capacity):
-                return capacity
+        for capacity, rows in self._shapes:
+            if tokens < capacity and pairs <= rows:
+                return capacity, rows
         return None
 
     def __call__(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray,
-                 capacity: int) -> torch.Tensor:
-        graph, host_ids, cu, out = self._graphs[capacity]
+                 shape: tuple[int, int]) -> torch.Tensor:
+        capacity, rows = shape
+        graph, host_ids, cu, out = self._graphs[shape]
         # Laid out in pinned memory and copied asynchronously, like eager batches (see
         # PackedInputs.build): from pageable memory the copy would wait for the pass already
         # on the GPU. The copies and the replay are queued in order on one stream, so the
         # graph's inputs are not overwritten before an earlier replay has read them.
         staged = (torch.empty((3, capacity), dtype=torch.int64, pin_memory=True),
                   torch.empty(len(cu), dtype=torch.int32, pin_memory=True))
-        graph_layout(input_ids, token_type_ids, lengths, capacity, graph_rows(capacity),
-                     out=(staged[0].numpy(), staged[1].numpy()))
+        graph_layout(input_ids, token_type_ids, lengths, capacity, rows, out=(staged[0].numpy(), staged[1].numpy()))
         host_ids.copy_(staged[0], non_blocking=True)
         cu.copy_(staged[1], non_blocking=True)
         graph.replay()

@@ -124,10 +124,10 @@ class TorchEngine:
         """
         torch = self._torch
         if isinstance(chunk, PackedChunk):
-            capacity = self.graphs.capacity_for(chunk.input_ids.size, len(chunk.lengths)) if self.graphs else None
-            if capacity is not None:
-                chunk.computed_tokens = capacity
-                return self._in_flight(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity),
+            shape = self.graphs.shape_for(chunk.input_ids.size, len(chunk.lengths)) if self.graphs else None
+            if shape is not None:
+                chunk.computed_tokens = shape[0]
+                return self._in_flight(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, shape),
                                        spin=True)
             inputs = self.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths)
             return self._in_flight(self.packed_model(inputs))
