@@ -17,7 +17,16 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 9 ]; then
+if [ "${1:-1}" = 10 ]; then
+  names="h100-l6-omp-passive h100-l6-omp-spin h100-l6-omp-t4 h100-l6-omp-passive-2"
+  lone() { T=90 run --out $R/$1 --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER" \
+      --worker-args "$2" --title "H100: L6 stand-in, a lone request, tokenizer threads: $3" --description "$3"; }
+  lone h100-l6-omp-passive "$DP" "8 threads a worker; OpenMP threads sleep after each batch (PASSIVE, the default on GPUs)"
+  OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=50000 lone h100-l6-omp-spin "$DP" \
+      "8 threads a worker; OpenMP threads spin 50,000 rounds after each batch before they sleep"
+  lone h100-l6-omp-t4 "--threads 4 --device-process" "4 threads a worker (PASSIVE)"
+  lone h100-l6-omp-passive-2 "$DP" "8 threads a worker (PASSIVE), again"
+elif [ "${1:-1}" = 9 ]; then
   names="h100-l6-lone h100-l6-synth-lone h100-l12-lone"
   for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
     timeout 100 python3 bench/gpu/kernel_profile.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
