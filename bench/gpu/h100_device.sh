@@ -5,7 +5,8 @@
 # synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
 # saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests), `... 5` (the headline at saturation, long runs, after
 # inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop), `... 7` (busy polling, A/B), `... 8` (kernels of a small pass; saturation against the
-# last session's code), `... 9` (a lone request after graphs got fewer rows).
+# last session's code), `... 9` (a lone request after graphs got fewer rows), `... 10` (how tokenizer threads wait), `... 11`
+# (the final code: headline with baseline and ceilings, and lone requests).
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -17,7 +18,20 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 10 ]; then
+if [ "${1:-1}" = 11 ]; then
+  names="h100-l6-final h100-l12-final h100-l6-synth-lone-final"
+  T=300 run --out $R/h100-l6-final --model /tmp/l6 $POOL --concurrency 1,128 --pairs 80000 \
+      --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L6 stand-in, SQuAD pairs, this session's final code" \
+      --description "4 workers x 8 threads, device process; a lone request's halves run as one pass; graphs with few rows"
+  T=240 run --out $R/h100-l12-final --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
+      --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L12 (default, real), SQuAD pairs, this session's final code" --description "as h100-l6-final"
+  T=90 run --out $R/h100-l6-synth-lone-final --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 $SYN \
+      --broker-args "$BROKER" --worker-args "$DP" \
+      --title "H100: L6 stand-in, a lone 32-pair request, ~70-token synthetic pairs, final code" \
+      --description "as h100-l6-synth-lone after lone requests' halves run as one pass"
+elif [ "${1:-1}" = 10 ]; then
   names="h100-l6-omp-passive h100-l6-omp-spin h100-l6-omp-t4 h100-l6-omp-passive-2"
   lone() { T=90 run --out $R/$1 --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER" \
       --worker-args "$2" --title "H100: L6 stand-in, a lone request, tokenizer threads: $3" --description "$3"; }
