@@ -54,7 +54,6 @@ Device process -> worker::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -316,12 +315,6 @@ def encode_value_reply(request_id: int, key: str, value: Any) -> list[bytes]:
 # -- worker <-> broker ------------------------------------------------------------------
 
 
-def _fields_of(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """The values for ``cls`` in ``data``: every field without a default must be there (KeyError)."""
-    return {f.name: data[f.name] for f in dataclasses.fields(cls)
-            if f.name in data or f.default is dataclasses.MISSING}
-
-
 @dataclass(frozen=True)
 class WorkerInfo:
     """What a worker tells the broker when it registers."""
@@ -335,14 +328,13 @@ class WorkerInfo:
     pid: int
     host: str
     max_length: int
-    device_process: int = 0  # pid of the host's device process that runs this worker's model (0: none)
 
     @classmethod
     def from_dict(cls, data: Any) -> "WorkerInfo":
         if not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "ready.info must be a map")
         try:
-            info = cls(**_fields_of(cls, data))
+            info = cls(**{k: data[k] for k in cls.__dataclass_fields__})
         except (KeyError, TypeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"ready.info is incomplete: {exc}") from None
         if not isinstance(info.capacity, int) or info.capacity < 1:
@@ -374,9 +366,12 @@ class BatchTimings:
         if not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "result.timings must be a map")
         try:
-            return cls(**_fields_of(cls, data))
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k in _REQUIRED_TIMINGS})
         except (KeyError, TypeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"result.timings is incomplete: {exc}") from None
+
+
+_REQUIRED_TIMINGS = ("size", "tokenize_ms", "inference_ms", "real_tokens", "padded_tokens")
 
 
 @dataclass
@@ -387,32 +382,19 @@ class BatchMessage:
     queries: list[str]
     query_index: np.ndarray
     docs: list[str]
-    # Batches sent together to workers of one device process (a lone request shared by idle
-    # workers): group id and size. Their chunks may wait for each other there and run as one pass.
-    group: int = 0
-    group_size: int = 1
 
 
 def encode_batch(batch: BatchMessage) -> list[bytes]:
-    header = {"op": B_BATCH, "id": batch.id, "queries": batch.queries, "query_index": i32_bytes(batch.query_index),
-              "docs": batch.docs}
-    if batch.group_size > 1:
-        header["group"] = [batch.group, batch.group_size]
-    return pack(header)
+    return pack(
+        {"op": B_BATCH, "id": batch.id, "queries": batch.queries, "query_index": i32_bytes(batch.query_index),
+         "docs": batch.docs}
+    )
 
 
 def decode_batch(header: dict[str, Any]) -> BatchMessage:
-    group, size = read_group(header.get("group")) or (0, 1)
-    return BatchMessage(id=header["id"], queries=header["queries"], query_index=from_i32(header["query_index"]),
-                        docs=header["docs"], group=group, group_size=size)
-
-
-def read_group(value: Any) -> tuple[int, int] | None:
-    """A message's ``group`` field as (id, size), or None where it is absent or not two ints with size >= 2."""
-    if (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value)
-            and value[1] >= 2):
-        return value[0], value[1]
-    return None
+    return BatchMessage(
+        id=header["id"], queries=header["queries"], query_index=from_i32(header["query_index"]), docs=header["docs"]
+    )
 
 
 def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float]) -> list[bytes]:
@@ -423,16 +405,10 @@ def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memo
 # -- worker <-> device process -------------------------------------------------------
 
 
-def encode_forward(kind: str, arrays: dict[str, np.ndarray], group: tuple[int, int] | None = None) -> list[bytes]:
-    """A forward request: the header names each array's dtype and shape; the bytes follow as frames.
-
-    ``group``: the (id, size) of the broker's batch group the chunk belongs to.
-    """
+def encode_forward(kind: str, arrays: dict[str, np.ndarray]) -> list[bytes]:
+    """A forward request: the header names each array's dtype and shape; the bytes follow as frames."""
     shapes = {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}
-    header: dict[str, Any] = {"op": D_FORWARD, "kind": kind, "arrays": shapes}
-    if group is not None:
-        header["group"] = list(group)
-    return [*pack(header),
+    return [*pack({"op": D_FORWARD, "kind": kind, "arrays": shapes}),
             *(np.ascontiguousarray(a).data for a in arrays.values())]
 
 

@@ -9,7 +9,7 @@ logic with a fake clock and any order of events.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +68,6 @@ class PoolCore:
         self.counters = Counters()
         self.quarantine: deque[list[Pair]] = deque()  # suspect pairs, each group run alone on an idle worker
         self._next_batch_id = 1
-        self._next_group = 1
 
     # -- requests ---------------------------------------------------------------------
 
@@ -227,41 +226,18 @@ class PoolCore:
             pairs = [p for p in self.quarantine.popleft() if self.requests.is_live(p.key)]
             if pairs:
                 sends.append((worker, self._assign(worker, pairs, now, exclusive=True)))
-        shared: list[tuple[WorkerState, Batch]] = []  # a small queue shared out to idle workers
         while len(self.batcher):
             worker = self.workers.pick()
             if worker is None:
                 break
             pairs = self.batcher.pop_due(now)
-            due = pairs is not None
-            if not due:
+            if pairs is None:
                 worker = self.workers.pick(idle_only=True)
                 pairs = self.batcher.pop_any(now, self._share()) if worker is not None else None
                 if pairs is None:
                     break
-            send = (worker, self._assign(worker, pairs, now))  # type: ignore[arg-type]
-            sends.append(send)
-            if not due:
-                shared.append(send)
-        self._group(shared)
+            sends.append((worker, self._assign(worker, pairs, now)))  # type: ignore[arg-type]
         return sends
-
-    def _group(self, shared: list[tuple[WorkerState, Batch]]) -> None:
-        """Mark the batches shared out at once to workers of one device process as a group.
-
-        A lone request shared by idle workers reaches their device process as chunks a
-        little apart; told they belong together, it runs them as one pass, which takes
-        less GPU time than two passes one after the other.
-        """
-        by_runner: dict[tuple[str, int], list[Batch]] = defaultdict(list)
-        for worker, batch in shared:
-            if worker.info.device_process:
-                by_runner[worker.info.host, worker.info.device_process].append(batch)
-        for batches in by_runner.values():
-            if len(batches) > 1:
-                for batch in batches:
-                    batch.group, batch.group_size = self._next_group, len(batches)
-                self._next_group += 1
 
     def _share(self) -> int | None:
         """An idle worker's share of a small queue when several workers are idle (None: all of it)."""

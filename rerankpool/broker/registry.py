@@ -24,8 +24,6 @@ class Batch:
     pairs: list[Pair]
     sent_at: float = 0.0
     exclusive: bool = False  # a suspect batch: its worker gets nothing else while it runs
-    group: int = 0  # batches shared out to idle workers of one device process together (0: none)
-    group_size: int = 1
 
 
 @dataclass

@@ -44,7 +44,7 @@ def batch_message(batch: Batch) -> P.BatchMessage:
     query_ids: dict[str, int] = {}
     pairs = batch.pairs
     index = np.fromiter((query_ids.setdefault(p.query, len(query_ids)) for p in pairs), np.int32, len(pairs))
-    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs], batch.group, batch.group_size)
+    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs])
 
 
 class Broker:

@@ -59,7 +59,7 @@ class DeviceClient:
 
     def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
         kind, arrays = chunk_arrays(chunk)
-        self._sock.send_multipart(P.encode_forward(kind, arrays, chunk.group), copy=False)
+        self._sock.send_multipart(P.encode_forward(kind, arrays), copy=False)
         while not self._sock.poll(self.check_every_ms):
             if not _alive(self.pid):
                 raise EngineGone(f"device process {self.pid} at {self.endpoint} is gone")

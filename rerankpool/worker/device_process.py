@@ -39,8 +39,6 @@ logger = logging.getLogger(__name__)
 PACKED, PADDED = "packed", "padded"
 # Tokens per merged pass at most: two workers' largest packed chunks (L12 fp16: ~0.8 GB of activations).
 DEFAULT_PASS_TOKENS = 2 * (PACKED_POLICY.max_tokens or 65_536)
-# How long the first chunk of a broker batch group waits for the others, at most.
-DEFAULT_GROUP_WAIT_S = 0.002
 
 
 def device_endpoint(device: str) -> str:
@@ -99,60 +97,10 @@ class _Request:
     peer: bytes
     chunk: Chunk | PackedChunk
     received: float  # perf_counter when taken off the socket
-    group: tuple[int, int] | None = None  # the broker's batch group (id, size) it belongs to
 
     @property
     def tokens(self) -> int:
         return self.chunk.real_tokens
-
-
-class GroupWaits:
-    """Chunks of a broker batch group, held until the whole group is here or its wait is over.
-
-    The broker shares a lone request among idle workers; their chunks reach the device
-    process a little apart (each worker tokenized its share). One pass over all of them
-    takes less GPU time than a pass each, one after the other (L12, SQuAD, on the H100:
-    2.2 ms for 32 pairs against 2 x 1.4 ms for 16), so the first to arrive waits for the
-    rest, for ``wait_s`` at most. A member that arrives after its group left runs at once.
-    """
-
-    def __init__(self, wait_s: float, remember: int = 4096) -> None:
-        self.wait_s = wait_s
-        self._waiting: dict[int, tuple[float, int, list[_Request]]] = {}  # id -> (deadline, size, members)
-        self._left: deque[int] = deque()  # ids of groups that left, oldest first
-        self._left_set: set[int] = set()
-        self._remember = remember
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def add(self, request: _Request, now: float) -> list[_Request] | None:
-        """Hold a member; its group's members once they are all here (a late member: itself)."""
-        assert request.group is not None
-        group, size = request.group
-        if group in self._left_set:
-            return [request]
-        _, _, members = self._waiting.setdefault(group, (now + self.wait_s, size, []))
-        members.append(request)
-        return self._leave(group) if len(members) >= size else None
-
-    def due(self, now: float) -> list[list[_Request]]:
-        """The groups whose wait is over, each with the members that came."""
-        return [self._leave(g) for g, (deadline, _, _) in list(self._waiting.items()) if deadline <= now]
-
-    def next_deadline(self) -> float | None:
-        return min((deadline for deadline, _, _ in self._waiting.values()), default=None)
-
-    def leave_all(self) -> list[list[_Request]]:
-        return [self._leave(g) for g in list(self._waiting)]
-
-    def _leave(self, group: int) -> list[_Request]:
-        _, _, members = self._waiting.pop(group)
-        if len(self._left) >= self._remember:
-            self._left_set.discard(self._left.popleft())
-        self._left.append(group)
-        self._left_set.add(group)
-        return members
 
 
 @dataclass
@@ -172,13 +120,10 @@ class DeviceServer:
     GPU does not idle while this process replies, takes, merges and copies.
     """
 
-    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int, depth: int = 2,
-                 group_wait_s: float = DEFAULT_GROUP_WAIT_S) -> None:
+    def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int, depth: int = 2) -> None:
         self.engine = engine
         self.sock = sock
         self.max_tokens = max_tokens
-        self.groups = GroupWaits(group_wait_s)
-        self._ready: deque[list[_Request]] = deque()  # groups that may run
         # Engines without launch/collect run each pass to the end in ``_start``.
         self._launch_fn = getattr(engine, "launch", None)
         self._collect_fn = getattr(engine, "collect", None) if self._launch_fn else None
@@ -194,16 +139,9 @@ class DeviceServer:
 
     def serve(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            if not self._in_flight and self._held is None and not self._ready:
-                self.sock.poll(self._idle_ms())
+            if not self._in_flight and self._held is None and not self.sock.poll(250):
+                continue
             self.step()
-
-    def _idle_ms(self) -> int:
-        """How long to sleep with nothing to run: until a message comes or a group's wait is over."""
-        deadline = self.groups.next_deadline()
-        if deadline is None:
-            return 250
-        return max(0, min(250, int((deadline - time.monotonic()) * 1000 + 0.999)))
 
     def step(self) -> None:
         """Launch what waits, if there is room; otherwise (or when nothing waits) finish the oldest pass.
@@ -225,47 +163,29 @@ class DeviceServer:
             self._finish(self._in_flight.popleft())
 
     def drain(self) -> None:
-        """Run what is held, groups still waiting included, and finish every pass in flight."""
-        self._ready.extend(self.groups.leave_all())
-        while self._in_flight or self._ready or self._held is not None:
-            self.step()
+        """Finish every pass in flight."""
+        while self._in_flight:
+            self._finish(self._in_flight.popleft())
 
     def _take(self) -> list[_Request]:
-        """The requests that may run now, up to ``max_tokens`` in all (at least one).
-
-        Members of a group are held (``GroupWaits``) until their group may run.
-        """
+        """The requests waiting now, up to ``max_tokens`` in all (at least one)."""
         taken: list[_Request] = []
         tokens = 0
         if self._held is not None:
             taken, tokens, self._held = [self._held], self._held.tokens, None
-        while self._held is None:
+        while True:
             try:
                 peer, *frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                break
+                return taken
             request = self._decode(peer.bytes, frames)
             if request is None:
                 continue
-            if request.group is not None:
-                group = self.groups.add(request, time.monotonic())
-                if group is not None:
-                    self._ready.append(group)
-                continue
             if taken and tokens + request.tokens > self.max_tokens:
                 self._held = request
-                break
+                return taken
             taken.append(request)
             tokens += request.tokens
-        if len(self.groups):
-            self._ready.extend(self.groups.due(time.monotonic()))
-        while self._ready:
-            group_tokens = sum(r.tokens for r in self._ready[0])
-            if taken and tokens + group_tokens > self.max_tokens:
-                break
-            taken += self._ready.popleft()
-            tokens += group_tokens
-        return taken
 
     def _decode(self, peer: bytes, frames: list[zmq.Frame]) -> _Request | None:
         """A forward request, or None after answering anything else (hello, bad input)."""
@@ -278,8 +198,7 @@ class DeviceServer:
             if op != P.D_FORWARD:
                 raise P.ProtocolError(P.ErrorCode.UNKNOWN_OP, f"unknown op {op!r} for a device process")
             kind, arrays = P.decode_forward(header, [f.buffer for f in frames[2:]])
-            return _Request(peer, chunk_from_arrays(kind, arrays), time.perf_counter(),
-                            P.read_group(header.get("group")))
+            return _Request(peer, chunk_from_arrays(kind, arrays), time.perf_counter())
         except (P.ProtocolError, ValueError, TypeError) as exc:
             message = exc.message if isinstance(exc, P.ProtocolError) else str(exc)
             logger.warning("refused a malformed request from a worker: %s", message)

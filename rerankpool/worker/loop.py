@@ -149,7 +149,6 @@ class Worker:
             pid=os.getpid(),
             host=pysocket.gethostname(),
             max_length=self.config.max_length,
-            device_process=getattr(self.engine, "pid", 0),
         )
 
     def request_stop(self) -> None:

@@ -22,7 +22,7 @@ from typing import Callable
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.worker.engines.base import EncodedBatch, Engine, EngineGone, PackedChunk, run_batch
+from rerankpool.worker.engines.base import EncodedBatch, Engine, EngineGone, run_batch
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
 logger = logging.getLogger(__name__)
@@ -119,10 +119,6 @@ class Pipeline:
             item = self._tokenized.get()
             if item is _STOP:
                 return
-            if item.message.group_size > 1:  # a device process may run it in one pass with its group's other chunks
-                for chunk in item.encoded.chunks:
-                    if isinstance(chunk, PackedChunk):  # padded chunks are never merged: nothing to wait for
-                        chunk.group = (item.message.group, item.message.group_size)
             start = time.perf_counter()
             try:
                 scores = run_batch(self.engine, item.encoded)

@@ -7,8 +7,6 @@ score is taken exactly once, and each score is the one computed for that pair.
 
 from __future__ import annotations
 
-import dataclasses
-
 import zlib
 
 import numpy as np
@@ -241,23 +239,6 @@ def test_idle_workers_share_a_small_request():
         unsplit.register(name, info(2), 0.0)
     unsplit.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
     assert [len(batch.pairs) for _, batch in unsplit.dispatch(0.0)] == [10]
-
-
-def test_a_request_shared_by_workers_of_one_device_process_goes_out_as_a_group():
-    """Batches shared out at once are grouped per device process; batches due on their own are not."""
-    batching = BatchingConfig(max_batch=64, max_batch_tokens=1 << 20, bucket_edges=(512,), split_min=8)
-    core = PoolCore(CoreConfig(batching=batching))
-    runners = {b"a": 101, b"b": 101, b"c": 202, b"d": 0}  # two on one device process, one on another, one alone
-    for name, runner in runners.items():
-        core.register(name, dataclasses.replace(info(2), device_process=runner), 0.0)
-    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 32), 0.0)
-    sends = core.dispatch(0.0)
-    assert len(sends) == 4
-    groups = {worker.identity: (batch.group, batch.group_size) for worker, batch in sends}
-    assert groups[b"a"] == groups[b"b"] and groups[b"a"][0] > 0 and groups[b"a"][1] == 2
-    assert groups[b"c"] == groups[b"d"] == (0, 1)  # nobody to run with on their device
-    core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 128), 0.0)
-    assert [(b.group, b.group_size) for _, b in core.dispatch(0.0)] == [(0, 1)] * 2  # full batches, each due alone
 
 
 def test_idle_workers_split_no_finer_than_split_min():

@@ -11,14 +11,7 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.worker.device_client import DeviceClient
-from rerankpool.worker.device_process import (
-    DeviceServer,
-    GroupWaits,
-    _Request,
-    chunk_arrays,
-    merge_packed,
-    split_scores,
-)
+from rerankpool.worker.device_process import DeviceServer, chunk_arrays, merge_packed, split_scores
 from rerankpool.worker.engines import EngineConfig, load_engine
 from rerankpool.worker.engines.base import Chunk, PackedChunk
 from rerankpool.worker.tokenize import unpad
@@ -55,23 +48,11 @@ ENDPOINTS = itertools.count()
 
 
 @pytest.fixture
-def make_server(engine):
-    socks = []
-
-    def make(**kwargs) -> DeviceServer:
-        sock = zmq.Context.instance().socket(zmq.ROUTER)
-        sock.bind(f"inproc://device-test-{next(ENDPOINTS)}")  # a closed socket's endpoint is freed asynchronously
-        socks.append(sock)
-        return DeviceServer(engine, sock, max_tokens=4096, **kwargs)
-
-    yield make
-    for sock in socks:
-        sock.close(0)
-
-
-@pytest.fixture
-def server(make_server):
-    return make_server()
+def server(engine):
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.bind(f"inproc://device-test-{next(ENDPOINTS)}")  # a closed socket's endpoint is freed asynchronously
+    yield DeviceServer(engine, sock, max_tokens=4096)
+    sock.close(0)
 
 
 def endpoint(server: DeviceServer) -> str:
@@ -171,61 +152,3 @@ def test_the_client_engine_scores_through_the_server(server, engine):
     finally:
         stop.set()
         loop.join()
-
-
-def test_a_group_waits_for_its_members_or_its_deadline_and_late_members_run_alone():
-    rng = np.random.default_rng(5)
-
-    def member(group: tuple[int, int]) -> _Request:
-        return _Request(b"peer", packed_chunk(rng, 3), 0.0, group)
-
-    waits = GroupWaits(wait_s=1.0)
-    a, b = member((7, 2)), member((7, 2))
-    assert waits.add(a, now=0.0) is None and len(waits) == 1
-    assert waits.add(b, now=0.5) == [a, b] and len(waits) == 0
-    late = member((7, 2))
-    assert waits.add(late, now=0.6) == [late]  # its group has left: it runs at once
-    c = member((8, 3))
-    assert waits.add(c, now=1.0) is None and waits.next_deadline() == 2.0
-    assert waits.due(1.9) == [] and waits.due(2.0) == [[c]]  # a member never came: the rest go at the deadline
-    d = member((9, 2))
-    waits.add(d, now=3.0)
-    assert waits.leave_all() == [[d]] and waits.next_deadline() is None
-
-
-def test_members_of_a_group_arriving_apart_run_as_one_pass(make_server, engine):
-    server = make_server(group_wait_s=60.0)  # the deadline cannot pass during the test
-    rng = np.random.default_rng(6)
-    workers = [dealer(server), dealer(server)]
-    chunks = [packed_chunk(rng, 5), packed_chunk(rng, 9)]
-    workers[0].send_multipart(P.encode_forward(*chunk_arrays(chunks[0]), group=(3, 2)))
-    assert server.sock.poll(10_000)
-    server.step()
-    assert not server._in_flight and len(server.groups) == 1  # held for its group's other member
-    workers[1].send_multipart(P.encode_forward(*chunk_arrays(chunks[1]), group=(3, 2)))
-    assert server.sock.poll(10_000)
-    server.step()
-    (merged,) = server._in_flight
-    assert len(merged.requests) == 2
-    server.drain()
-    assert server.merged_passes == 1
-    for sock, chunk in zip(workers, chunks):
-        np.testing.assert_allclose(P.from_f32(reply(sock)["scores"]), engine.forward(chunk), atol=1e-5)
-        sock.close(0)
-
-
-def test_a_group_whose_other_member_never_comes_runs_at_its_deadline(make_server, engine):
-    server = make_server(group_wait_s=0.05)
-    rng = np.random.default_rng(7)
-    sock, chunk = dealer(server), packed_chunk(rng, 4)
-    sock.send_multipart(P.encode_forward(*chunk_arrays(chunk), group=(4, 2)))
-    assert server.sock.poll(10_000)
-    for _ in range(1000):  # the serve loop's own turns: sleep until a message or the group's deadline
-        server.step()
-        if server._in_flight:
-            break
-        server.sock.poll(server._idle_ms())
-    assert server._in_flight and len(server.groups) == 0
-    server.drain()
-    np.testing.assert_allclose(P.from_f32(reply(sock)["scores"]), engine.forward(chunk), atol=1e-5)
-    sock.close(0)

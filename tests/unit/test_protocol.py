@@ -101,26 +101,3 @@ def test_fuzzed_frames_never_escape_as_other_exceptions(raw):
         decode_request(raw)
     except ProtocolError:
         pass
-
-
-def test_a_batch_carries_its_group_and_a_bad_or_missing_group_reads_as_none():
-    import numpy as np
-
-    batch = P.BatchMessage(5, ["q"], np.zeros(2, np.int32), ["a", "b"], group=9, group_size=2)
-    back = P.decode_batch(P.unpack(P.encode_batch(batch)))
-    assert (back.group, back.group_size, back.docs) == (9, 2, ["a", "b"])
-    alone = P.decode_batch(P.unpack(P.encode_batch(P.BatchMessage(6, ["q"], np.zeros(1, np.int32), ["a"]))))
-    assert (alone.group, alone.group_size) == (0, 1)
-    for bad in (None, 3, [1], [1, 1], ["1", 2], [1, 2, 3]):
-        assert P.read_group(bad) is None
-
-
-def test_worker_info_and_timings_from_older_peers_take_the_defaults_of_newer_fields():
-    info = {"model": "m", "label": "m", "engine": "torch", "device": "cpu", "dtype": "float32", "capacity": 2,
-            "pid": 1, "host": "h", "max_length": 512}
-    assert P.WorkerInfo.from_dict(info).device_process == 0
-    timings = P.BatchTimings.from_dict({"size": 1, "tokenize_ms": 1.0, "inference_ms": 2.0, "real_tokens": 3,
-                                        "padded_tokens": 3})
-    assert timings.worker_ms == timings.device_ms == 0.0
-    with pytest.raises(ProtocolError, match="incomplete"):
-        P.WorkerInfo.from_dict({k: v for k, v in info.items() if k != "pid"})

@@ -47,7 +47,6 @@ class Chunk:
     input_ids: np.ndarray
     attention_mask: np.ndarray
     token_type_ids: np.ndarray
-    group: tuple[int, int] | None = None  # the broker's batch group (id, size), for a device process
 
     @property
     def padded_tokens(self) -> int:
@@ -72,7 +71,6 @@ class PackedChunk:
     token_type_ids: np.ndarray
     lengths: np.ndarray
     computed_tokens: int | None = None  # set by an engine that pads it (a CUDA graph's capacity)
-    group: tuple[int, int] | None = None  # the broker's batch group (id, size), for a device process
 
     @property
     def padded_tokens(self) -> int:
