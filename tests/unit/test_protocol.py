@@ -101,3 +101,11 @@ def test_fuzzed_frames_never_escape_as_other_exceptions(raw):
         decode_request(raw)
     except ProtocolError:
         pass
+
+
+def test_timings_from_older_workers_take_the_defaults_of_the_hop_fields():
+    timings = P.BatchTimings.from_dict({"size": 1, "tokenize_ms": 1.0, "inference_ms": 2.0, "real_tokens": 3,
+                                        "padded_tokens": 3})
+    assert timings.worker_ms == timings.device_ms == 0.0
+    with pytest.raises(ProtocolError, match="incomplete"):
+        P.BatchTimings.from_dict({"size": 1, "tokenize_ms": 1.0})
