@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # H100: the pool with --device-process (one process runs the model, two passes in flight; the workers only
-# tokenize) against the same pool without it, with CrossEncoder.predict and the ceilings in the same runs.
-# Three parts, one device call each: `bash bench/gpu/h100_device.sh 1` (L6 SQuAD with its A/B partner, L6
-# synthetic), `... 2` (L12, one worker per lone request, pass sizes and worker counts), `... 3` (long runs at
-# saturation, a lone request shared by four workers), `... 4` (synthetic pairs in 32- and 128-pair requests), `... 5` (the headline at saturation, long runs, after
-# inputs went to the GPU from pinned memory), `... 6` (where a lone request's time goes, hop by hop), `... 7` (busy polling, A/B), `... 8` (kernels of a small pass; saturation against the
-# last session's code), `... 9` (a lone request after graphs got fewer rows), `... 10` (how tokenizer threads wait), `... 11`
-# (the final code: headline with baseline and ceilings, and lone requests).
+# tokenize), with CrossEncoder.predict and the ceilings in the same runs where a part says so.
+# One device call a part: `bash bench/gpu/h100_device.sh N`, N =
+#   1  L6 SQuAD with its A/B partner without the device process; L6 synthetic
+#   2  L12; one worker per lone request; pass sizes and worker counts
+#   3  long runs at saturation; a lone request shared by four workers
+#   4  synthetic pairs in 32- and 128-pair requests
+#   5  the headline at saturation, long runs, after inputs went to the GPU from pinned memory
+#   6  where a lone request's time goes, hop by hop
+#   8  the kernels of a small pass; saturation against the last session's code (unpack it first with
+#      `git archive 74ad972 rerankpool | tar -x -C .carry/old`, and carry .carry/old)
+#   9  a lone request after the graphs got fewer rows
+#   10 how the tokenizer's threads wait between the batches of a lone request
+#   11 the final code: the headline with baseline and ceilings, and lone requests
+#   12 lone requests, three fresh pools each for L6 and L12, by turns
+# Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
@@ -18,7 +26,17 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 11 ]; then
+if [ "${1:-1}" = 12 ]; then
+  names="h100-l6-lone-r1 h100-l12-lone-r1 h100-l6-lone-r2 h100-l12-lone-r2 h100-l6-lone-r3 h100-l12-lone-r3"
+  for i in 1 2 3; do
+    T=90 run --out $R/h100-l6-lone-r$i --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 --broker-args "$BROKER" \
+        --worker-args "$DP" --title "H100: L6 stand-in, a lone 32-pair request, SQuAD pairs, repeat $i" \
+        --description "the final code; three fresh pools a model, taking turns, on one host"
+    T=90 run --out $R/h100-l12-lone-r$i --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 16000 \
+        --broker-args "$BROKER" --worker-args "$DP" \
+        --title "H100: L12 (default, real), a lone 32-pair request, SQuAD pairs, repeat $i" --description "as h100-l6-lone-r$i"
+  done
+elif [ "${1:-1}" = 11 ]; then
   names="h100-l6-final h100-l12-final h100-l6-synth-lone-final"
   T=300 run --out $R/h100-l6-final --model /tmp/l6 $POOL --concurrency 1,128 --pairs 80000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
@@ -69,25 +87,6 @@ elif [ "${1:-1}" = 8 ]; then
     T=150 run --out $R/h100-l6-ab-new-$i --model /tmp/l6 $POOL --concurrency 128 --pairs 80000 --broker-args "$BROKER" \
       --worker-args "$DP" --title "H100: L6 stand-in at saturation, this session's code (A/B $i)" --description "as h100-l6-pinned"
   done
-elif [ "${1:-1}" = 7 ]; then
-  names="h100-l6-nospin h100-l6-spin h100-l6-spin-split0 h100-l12-spin h100-l6-spin-load"
-  SPIN="--spin-us 10000"
-  T=90 run --out $R/h100-l6-nospin --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER" \
-      --worker-args "$DP" --title "H100: L6 stand-in, a lone request, no busy polling (A/B)" \
-      --description "as h100-l6-hops at concurrency 1; the A/B partner of h100-l6-spin"
-  T=90 run --out $R/h100-l6-spin --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER $SPIN" \
-      --worker-args "$DP $SPIN" --title "H100: L6 stand-in, a lone request, broker and device process busy-poll" \
-      --description "--spin-us 10000 on the broker and the device process"
-  T=90 run --out $R/h100-l6-spin-split0 --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 \
-      --broker-args "$BROKER $SPIN --split-min 0" --worker-args "$DP $SPIN" \
-      --title "H100: L6 stand-in, a lone request taken whole by one worker, busy polling" \
-      --description "as h100-l6-spin with --split-min 0: one batch per request, so Client + broker holds no wait for a second half"
-  T=90 run --out $R/h100-l12-spin --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 8000 \
-      --broker-args "$BROKER $SPIN" --worker-args "$DP $SPIN" \
-      --title "H100: L12 (default, real), a lone request, busy polling" --description "as h100-l6-spin, real 12-layer model"
-  T=150 run --out $R/h100-l6-spin-load --model /tmp/l6 $POOL --concurrency 128 --pairs 80000 \
-      --broker-args "$BROKER $SPIN" --worker-args "$DP $SPIN" \
-      --title "H100: L6 stand-in, saturation with busy polling" --description "as h100-l6-pinned (80,000 pairs, conc 128) with --spin-us 10000"
 elif [ "${1:-1}" = 6 ]; then
   names="h100-l6-hops h100-l6-hops-nodevice h100-l12-hops"
   for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
