@@ -48,12 +48,14 @@ model for the workers of that host; worker DEALER, device process ROUTER on ipc)
 Device process -> worker::
 
     {"ok": True, "info": {"engine", "device", "dtype", "packed", "pid"}}
-    {"ok": True, "scores": f32 bytes, "computed_tokens": int, "memory": {...}}
+    {"ok": True, "scores": f32 bytes, "computed_tokens": int, "memory": {...}, "pid": int,
+     "device_ms": float (from taking the chunk off its socket to this reply)}
     {"ok": False, "error": str}
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -348,8 +350,9 @@ class BatchTimings:
 
     ``worker_ms`` runs from the batch's arrival at the worker to its result, so
     ``worker_ms - tokenize_ms - inference_ms`` is the worker's own hand-offs.
-    ``device_ms`` is the time its chunks spent inside the device process (0 when the
-    worker runs the model itself), so ``inference_ms - device_ms`` is that ipc hop.
+    ``device_ms`` is the time its chunks spent in the device process from when it took
+    them off its socket (0 when the worker runs the model itself), so ``inference_ms -
+    device_ms`` is the ipc hop, and any wait in that socket while the process was busy.
     """
 
     size: int
@@ -366,12 +369,10 @@ class BatchTimings:
         if not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "result.timings must be a map")
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data or k in _REQUIRED_TIMINGS})
+            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
+                          if f.name in data or f.default is dataclasses.MISSING})
         except (KeyError, TypeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"result.timings is incomplete: {exc}") from None
-
-
-_REQUIRED_TIMINGS = ("size", "tokenize_ms", "inference_ms", "real_tokens", "padded_tokens")
 
 
 @dataclass

@@ -12,13 +12,21 @@
 #      `git archive 74ad972 rerankpool | tar -x -C .carry/old`, and carry .carry/old)
 #   9  a lone request after the graphs got fewer rows
 #   10 how the tokenizer's threads wait between the batches of a lone request
-#   11 the final code: the headline with baseline and ceilings, and lone requests
+#   11 the final code: the headline with baseline and ceilings, and lone requests (its first run, at 643f7ac,
+#      had the lone request's halves run as one pass, since reverted: bench/results/h100-*-group)
 #   12 lone requests, three fresh pools each for L6 and L12, by turns
 # Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 python3 -c "import torch, transformers, sentence_transformers as st; print(torch.__version__, transformers.__version__, st.__version__)" | tee -a $R/host.txt
+# A probe script on 16- and 32-pair batches of both models, into $R/PREFIX-MODEL.txt: probe SCRIPT PREFIX
+probe() {
+  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
+    timeout 100 python3 bench/gpu/$1.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") \
+      16 32 2>&1 | grep -v Warn | tee $R/$2-$(basename $m).txt
+  done
+}
 POOL="--device cuda --engine torch:float16 --workers 4 --batch 32"
 W8="--device cuda --engine torch:float16 --workers 8 --batch 32"
 DP="--threads 8 --device-process"
@@ -41,7 +49,7 @@ elif [ "${1:-1}" = 11 ]; then
   T=300 run --out $R/h100-l6-final --model /tmp/l6 $POOL --concurrency 1,128 --pairs 80000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
       --title "H100: L6 stand-in, SQuAD pairs, this session's final code" \
-      --description "4 workers x 8 threads, device process; a lone request's halves run as one pass; graphs with few rows"
+      --description "4 workers x 8 threads, device process; graphs with few rows"
   T=240 run --out $R/h100-l12-final --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
       --title "H100: L12 (default, real), SQuAD pairs, this session's final code" --description "as h100-l6-final"
@@ -60,10 +68,7 @@ elif [ "${1:-1}" = 10 ]; then
   lone h100-l6-omp-passive-2 "$DP" "8 threads a worker (PASSIVE), again"
 elif [ "${1:-1}" = 9 ]; then
   names="h100-l6-lone h100-l6-synth-lone h100-l12-lone"
-  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
-    timeout 100 python3 bench/gpu/kernel_profile.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
-      2>&1 | grep -v Warn | tee $R/kernel-profile-rows-$(basename $m).txt
-  done
+  probe kernel_profile kernel-profile-rows
   T=90 run --out $R/h100-l6-lone --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 --broker-args "$BROKER" \
       --worker-args "$DP" --title "H100: L6 stand-in, a lone 32-pair request, SQuAD pairs" \
       --description "graphs with few rows for usual pairs; 500 requests at concurrency 1"
@@ -75,10 +80,7 @@ elif [ "${1:-1}" = 9 ]; then
       --title "H100: L12 (default, real), a lone 32-pair request, SQuAD pairs" --description "as h100-l6-lone, real 12-layer model"
 elif [ "${1:-1}" = 8 ]; then
   names="h100-l6-ab-old-1 h100-l6-ab-new-1 h100-l6-ab-old-2 h100-l6-ab-new-2"
-  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
-    timeout 100 python3 bench/gpu/kernel_profile.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
-      2>&1 | grep -v Warn | tee $R/kernel-profile-$(basename $m).txt
-  done
+  probe kernel_profile kernel-profile
   # Saturation, this tree against the last session's final commit (74ad972, unpacked in .carry/old), taking turns.
   for i in 1 2; do
     (cd .carry/old && PYTHONPATH=/tmp/site:$OLDPWD/.carry/site T=150 run --out $R/h100-l6-ab-old-$i --model /tmp/l6 $POOL \
@@ -89,10 +91,7 @@ elif [ "${1:-1}" = 8 ]; then
   done
 elif [ "${1:-1}" = 6 ]; then
   names="h100-l6-hops h100-l6-hops-nodevice h100-l12-hops"
-  for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
-    timeout 100 python3 bench/gpu/latency_probe.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") 16 32 \
-      2>&1 | grep -v Warn | tee $R/latency-probe-$(basename $m).txt
-  done
+  probe latency_probe latency-probe
   T=150 run --out $R/h100-l6-hops --model /tmp/l6 $POOL --concurrency 1,128 --pairs 40000 \
       --broker-args "$BROKER" --worker-args "$DP" \
       --title "H100: L6 stand-in, where a lone request's time goes" \

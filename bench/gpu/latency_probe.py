@@ -2,8 +2,9 @@
 
 Run on the GPU host: python3 bench/gpu/latency_probe.py MODEL_DIR [pairs-per-batch ...]
 Prints p50/p99 over 200 batches of SQuAD pairs for each stage; "launch" is the CPU time
-to issue an eager forward pass, "gpu wait" what is left for the GPU after it; "graph gpu"
-is the GPU's own time for a graph replay with its copies (CUDA events).
+to issue an eager forward pass, "gpu wait" what is left for the GPU after it; "graph span"
+is CUDA events around launching a graph batch on an idle GPU: its layout on the host, the
+copies and the replay.
 """
 
 import statistics
@@ -35,7 +36,7 @@ def ms(samples):
 
 
 for n in sizes:
-    stages = {k: [] for k in ("tokenize", "eager launch", "eager gpu wait", "eager total", "graph total", "graph gpu")}
+    stages = {k: [] for k in ("tokenize", "eager launch", "eager gpu wait", "eager total", "graph total", "graph span")}
     first, last = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for start in range(0, min(len(pairs), 200 * n), n):
         group = pairs[start : start + n]

@@ -31,18 +31,18 @@ tok = PairTokenizer(path / "tokenizer.json")
 pairs = pair_stream(load_squad(), 300 * n)
 chunks = [encode_pairs(tok, pairs[i : i + n], PACKED_POLICY).chunks[0] for i in range(0, len(pairs), n)]
 graphs = engine.graphs
-pinned: dict[int, tuple] = {}
+pinned: dict[tuple[int, int], tuple] = {}
 
 
 def pinned_path(chunk, event):
     shape = graphs.shape_for(chunk.input_ids.size, len(chunk.lengths))
     graph, host_ids, cu, out = graphs._graphs[shape]
     capacity = shape[0]
-    if capacity not in pinned:
-        pinned[capacity] = (torch.empty(host_ids.shape, dtype=torch.int64).pin_memory(),
+    if shape not in pinned:
+        pinned[shape] = (torch.empty(host_ids.shape, dtype=torch.int64).pin_memory(),
                             torch.empty(cu.shape, dtype=torch.int32).pin_memory(),
                             torch.empty(out.shape, dtype=out.dtype).pin_memory())
-    ids_p, cu_p, out_p = pinned[capacity]
+    ids_p, cu_p, out_p = pinned[shape]
     ids, cu_host = graph_layout(chunk.input_ids, chunk.token_type_ids, chunk.lengths, capacity, shape[1])
     ids_p.numpy()[:] = ids
     cu_p.numpy()[:] = cu_host

@@ -219,11 +219,12 @@ def hop_breakdown(config: ConfigResult) -> HopBreakdown | None:
         return float(np.median(list(values)))
 
     device = [e.device_ms or 0.0 for e in events]
+    request_ms = median(r.latency_ms for r in requests)
     return HopBreakdown(
         requests=len(requests),
         batches=len(events),
-        request_ms=median(r.latency_ms for r in requests),
-        client_broker_ms=median(r.latency_ms for r in requests) - median(e.round_trip_ms for e in events),
+        request_ms=request_ms,
+        client_broker_ms=request_ms - median(e.round_trip_ms for e in events),
         broker_worker_ms=median(e.round_trip_ms - e.worker_ms for e in events),
         handoffs_ms=median(e.worker_ms - e.tokenize_ms - e.inference_ms for e in events),
         tokenize_ms=median(e.tokenize_ms for e in events),

@@ -473,8 +473,10 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
              "split request's slower batch). Broker <-> worker: that round trip minus the worker's time from "
              "the batch's arrival to its result. Worker hand-offs: the worker's time outside tokenizing and "
              "inference (its threads passing the batch on). Worker <-> device process: inference minus the "
-             "time the chunks spent in the device process. Model: the device process's time (its queue, the "
-             "forward pass, the copy back), or the inference where the worker runs the model."),
+             "chunks' time in the device process (the ipc hop both ways, and any wait in its socket while it "
+             "was busy). Model: the device process's time from taking the chunks off its socket to its reply "
+             "(a pass ahead of them, the forward pass, the copy back), or the inference where the worker runs "
+             "the model."),
     ("Worker throughput / busy", "a worker's pairs / summed wall time; busy = its tokenization + "
                                  "inference time / summed wall time."),
     ("Correlation", "Pearson r between per-request latency and per-request throughput."),

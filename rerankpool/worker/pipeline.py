@@ -65,8 +65,8 @@ class Pipeline:
         self._tokenized: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._guard, args=(self._tokenize_loop,), name="tokenize", daemon=True)
         self.pending = 0  # batches submitted and not yet reported (socket thread only)
-        # The device process's share of the last batch's inference (DeviceClient only).
-        self._device_ms: Callable[[], float] = getattr(engine, "take_device_ms", lambda: 0.0)
+        # The device process's share of the inference since the last call (DeviceClient only).
+        self._take_device_ms: Callable[[], float] = getattr(engine, "take_device_ms", lambda: 0.0)
 
     def start(self) -> None:
         self._thread.start()
@@ -119,6 +119,7 @@ class Pipeline:
             item = self._tokenized.get()
             if item is _STOP:
                 return
+            self._take_device_ms()  # drop what a failed batch left behind
             start = time.perf_counter()
             try:
                 scores = run_batch(self.engine, item.encoded)
@@ -137,7 +138,7 @@ class Pipeline:
                 padded_tokens=item.encoded.padded_tokens,
                 chunks=len(item.encoded.chunks),
                 worker_ms=1000.0 * (end - item.arrived),
-                device_ms=self._device_ms(),
+                device_ms=self._take_device_ms(),
             )
             out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory()))
 

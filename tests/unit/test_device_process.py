@@ -149,6 +149,8 @@ def test_the_client_engine_scores_through_the_server(server, engine):
         rng = np.random.default_rng(4)
         chunk = unpad(padded_chunk(rng, 6, 20))
         np.testing.assert_allclose(client.forward(chunk), engine.forward(chunk), atol=1e-5)
+        spent = client.take_device_ms()  # the chunk's time in the server, as its reply said
+        assert spent > 0 and client.take_device_ms() == 0.0
     finally:
         stop.set()
         loop.join()

@@ -158,6 +158,28 @@ def test_every_graph_shape_captures_a_layout_that_fits():
         assert cu[-1] == total and host.shape == (3, capacity)
 
 
+def test_graph_layout_into_given_buffers_overwrites_every_element():
+    from rerankpool.worker.engines.packed_bert import graph_layout
+
+    ids, types, lengths = np.arange(1, 8), np.array([0, 0, 1, 0, 0, 1, 1]), np.array([3, 4])
+    fresh = graph_layout(ids, types, lengths, capacity=10, rows=4)
+    dirty = (np.full((3, 10), -5, np.int64), np.full(5, -5, np.int32))  # a reused pinned buffer
+    assert graph_layout(ids, types, lengths, 10, 4, out=dirty) is not None
+    assert np.array_equal(dirty[0], fresh[0]) and np.array_equal(dirty[1], fresh[1])
+
+
+def test_a_batch_takes_the_smallest_capacity_then_the_fewer_rows():
+    from rerankpool.worker.engines.packed_bert import graph_shapes, pick_shape
+
+    shapes = graph_shapes((1024, 2048))  # rows: 16 or 128, 32 or 256
+    assert shapes == [(1024, 16), (1024, 128), (2048, 32), (2048, 256)]
+    assert pick_shape(shapes, tokens=900, pairs=10) == (1024, 16)
+    assert pick_shape(shapes, tokens=900, pairs=100) == (1024, 128)  # many short pairs
+    assert pick_shape(shapes, tokens=1024, pairs=10) == (2048, 32)  # one tail token stays free
+    assert pick_shape(shapes, tokens=1500, pairs=300) is None  # more pairs than any graph holds: eager
+    assert pick_shape(shapes, tokens=4000, pairs=10) is None
+
+
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="CUDA graphs need a CUDA GPU")
 def test_torch_cuda_graphs_match_eager(checkpoint, chunks):
     eager = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16", cuda_graphs=False))

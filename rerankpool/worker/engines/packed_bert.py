@@ -272,6 +272,18 @@ def graph_shapes(buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> list[tuple[i
     return sorted({(capacity, graph_rows(capacity, t)) for capacity in buckets for t in GRAPH_TOKENS_PER_ROW})
 
 
+def pick_shape(shapes: list[tuple[int, int]], tokens: int, pairs: int) -> tuple[int, int] | None:
+    """The first of ``shapes`` (sorted) that holds a batch, or None: the smallest capacity, then the fewer rows.
+
+    At least one tail token stays free, so that the score gather of the empty rows
+    (which point at the first tail token) stays in bounds.
+    """
+    for capacity, rows in shapes:
+        if tokens < capacity and pairs <= rows:
+            return capacity, rows
+    return None
+
+
 def capture_lengths(capacity: int, rows: int) -> np.ndarray:
     """Pair lengths to capture a graph with: every row used, one tail token left free."""
     return np.full(rows, (capacity - 1) // rows, dtype=np.int64)
@@ -286,10 +298,12 @@ class GraphedPackedBert:
     launch. Small batches pad up to the next capacity (reported as padding); large ones
     run eager, where launches are a small share.
 
-    Each capacity has graphs of a few rows and of many. FlashAttention's varlen kernel
-    launches blocks for every row of the graph, empty or not, so a 32-pair batch in a
-    graph of 1,024 rows took 1.8-2x the GPU time of its eager pass on the H100
-    (``bench/results/h100-kernel-profile-*.txt``); a batch takes the fewest rows that hold it.
+    Each capacity has a graph of few rows and one of many. FlashAttention's varlen kernel
+    launches blocks for every row of the graph, empty or not. When every graph had
+    capacity/8 rows, a 32-pair L6 batch took 1.58 ms from its graph of 1,024 rows against
+    0.86 ms of kernels for its eager pass; with 112 rows, 1.24 ms (H100,
+    ``bench/results/h100-kernel-profile*.txt``). A batch takes the smallest capacity that
+    holds it, and of that capacity the graph with fewer rows where its pairs fit.
     """
 
     def __init__(self, packed: PackedBert, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
@@ -318,18 +332,11 @@ class GraphedPackedBert:
                 out = packed(inputs)
             pool = graph.pool()
             self._graphs[capacity, rows] = (graph, host_ids, cu, out)
-        self._shapes = sorted(self._graphs)  # smallest first: shape_for takes the first that fits
+        self._shapes = sorted(self._graphs)
 
     def shape_for(self, tokens: int, pairs: int) -> tuple[int, int] | None:
-        """(capacity, rows) of the smallest graph that holds the batch, or None (run it eager).
-
-        At least one tail token stays free, so that the score gather of the empty rows
-        (which point at the first tail token) stays in bounds.
-        """
-        for capacity, rows in self._shapes:
-            if tokens < capacity and pairs <= rows:
-                return capacity, rows
-        return None
+        """(capacity, rows) of the graph for a batch (``pick_shape``), or None: run it eager."""
+        return pick_shape(self._shapes, tokens, pairs)
 
     def __call__(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray,
                  shape: tuple[int, int]) -> torch.Tensor:
