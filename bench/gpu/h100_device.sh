@@ -15,16 +15,17 @@
 #   11 the final code: the headline with baseline and ceilings, and lone requests (its first run, at 643f7ac,
 #      had the lone request's halves run as one pass, since reverted: bench/results/h100-*-group)
 #   12 lone requests, three fresh pools each for L6 and L12, by turns
+#   13 --compile (fused add + LayerNorm): kernel profile, and L12 eager and compiled by turns
 # Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
 set -uo pipefail
 source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 python3 -c "import torch, transformers, sentence_transformers as st; print(torch.__version__, transformers.__version__, st.__version__)" | tee -a $R/host.txt
-# A probe script on 16- and 32-pair batches of both models, into $R/PREFIX-MODEL.txt: probe SCRIPT PREFIX
+# A probe script on 16- and 32-pair batches of both models, into $R/PREFIX-MODEL.txt: probe SCRIPT PREFIX [ARGS]
 probe() {
   for m in /tmp/l6 ms-marco-MiniLM-L-12-v2; do
-    timeout 100 python3 bench/gpu/$1.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") \
-      16 32 2>&1 | grep -v Warn | tee $R/$2-$(basename $m).txt
+    timeout 150 python3 bench/gpu/$1.py $(python3 -c "from rerankpool.models import resolve_model as r; print(r('$m').path)") \
+      16 32 ${3:-} 2>&1 | grep -v Warn | tee $R/$2-$(basename $m).txt
   done
 }
 POOL="--device cuda --engine torch:float16 --workers 4 --batch 32"
@@ -34,7 +35,21 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 12 ]; then
+if [ "${1:-1}" = 13 ]; then
+  names="h100-l12-eager-1 h100-l12-compile-1 h100-l12-eager-2 h100-l12-compile-2 h100-l6-compile"
+  probe kernel_profile kernel-profile-compile --compile
+  for i in 1 2; do
+    for c in eager compile; do
+      flags="$DP"; [ $c = compile ] && flags="$DP --compile"
+      T=240 run --out $R/h100-l12-$c-$i --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
+          --broker-args "$BROKER" --worker-args "$flags" --title "H100: L12 (default, real), SQuAD pairs, $c (A/B $i)" \
+          --description "--compile fuses each residual add with its LayerNorm; eager and compiled take turns"
+    done
+  done
+  T=240 run --out $R/h100-l6-compile --model /tmp/l6 $POOL --concurrency 1,128 --pairs 40000 --broker-args "$BROKER" \
+      --worker-args "$DP --compile" --title "H100: L6 stand-in, SQuAD pairs, --compile" \
+      --description "--compile fuses each residual add with its LayerNorm"
+elif [ "${1:-1}" = 12 ]; then
   names="h100-l6-lone-r1 h100-l12-lone-r1 h100-l6-lone-r2 h100-l12-lone-r2 h100-l6-lone-r3 h100-l12-lone-r3"
   for i in 1 2 3; do
     T=90 run --out $R/h100-l6-lone-r$i --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 --broker-args "$BROKER" \

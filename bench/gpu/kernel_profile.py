@@ -1,6 +1,6 @@
 """Which GPU kernels a small packed forward pass spends its time in (the lone request's model time).
 
-Run on the GPU host: python3 bench/gpu/kernel_profile.py MODEL_DIR [pairs-per-batch ...]
+Run on the GPU host: python3 bench/gpu/kernel_profile.py MODEL_DIR [pairs-per-batch ...] [--compile]
 Profiles 50 eager packed passes of SQuAD pairs per size with torch.profiler and prints the
 kernels by their summed GPU time, per pass, against a graph batch end to end (CUDA events around
 ``engine.forward``: the layout on the host, the copies, the replay and the wait).
@@ -22,8 +22,8 @@ from rerankpool.worker.tokenize import PairTokenizer
 
 REPS = 50
 path = Path(sys.argv[1])
-sizes = [int(x) for x in sys.argv[2:]] or [16, 32]
-engine = TorchEngine(EngineConfig(path, "torch", "cuda", "float16"))
+sizes = [int(x) for x in sys.argv[2:] if x != "--compile"] or [16, 32]
+engine = TorchEngine(EngineConfig(path, "torch", "cuda", "float16", compile="--compile" in sys.argv))
 tok = PairTokenizer(path / "tokenizer.json")
 pairs = pair_stream(load_squad(), 4000)
 for n in sizes:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rerankpool.worker.engines import ENGINES, load_engine
-from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError, PackedChunk
 from rerankpool.worker.tokenize import unpad
 
 pytest.importorskip("torch")
@@ -190,6 +190,18 @@ def test_torch_cuda_graphs_match_eager(checkpoint, chunks):
         got = graphed.forward(p)
         assert p.computed_tokens is not None and p.computed_tokens > p.input_ids.size  # ran from a graph
         assert np.abs(got - eager.forward(unpad(chunk))).max() < HALF_ATOL["float16"]
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="the fused kernels are for CUDA")
+def test_torch_compile_on_cuda_fuses_add_and_layernorm_and_matches_eager(checkpoint, chunks):
+    eager = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16"))
+    fused = load_engine(EngineConfig(checkpoint, engine="torch", device="cuda", dtype="float16", compile=True))
+    assert fused.packed_model.fused and not eager.packed_model.fused
+    for chunk in chunks:  # through its CUDA graphs, and eager for one too large for them
+        assert np.abs(fused.forward(unpad(chunk)) - eager.forward(unpad(chunk))).max() < HALF_ATOL["float16"]
+    ids = np.random.default_rng(0).integers(1, 100, size=400 * 30)
+    big = PackedChunk(np.arange(400), ids, np.zeros_like(ids), np.full(400, 30))
+    assert np.abs(fused.forward(big) - eager.forward(big)).max() < HALF_ATOL["float16"]
 
 
 # --- MLX ----------------------------------------------------------------------------------

@@ -87,14 +87,12 @@ class TorchEngine:
                 self.graphs = GraphedPackedBert(self.packed_model, config.max_length)
             except (RuntimeError, ValueError) as exc:  # a driver or torch that cannot capture: run eager
                 logger.warning("CUDA graph capture failed (%s); small batches run eager", exc)
-        if config.compile:
-            if self.packed:
-                logger.warning("--compile: the packed forward pass runs uncompiled; only the padded model is "
-                               "compiled (use --no-packed to run that)")
+        if config.compile and not self.packed:  # packed: --compile fuses its add + LayerNorm steps instead
             self.model = torch.compile(self.model, dynamic=False)
         logger.info(
             "torch engine: %s on %s (%s%s)", config.model_path, self.device, self.dtype,
             f", packed, {self.packed_model.attention} attention{', CUDA graphs' if self.graphs else ''}"
+            f"{', fused add + LayerNorm' if self.packed_model.fused else ''}"
             if self.packed_model else "",
         )
 
@@ -111,7 +109,7 @@ class TorchEngine:
                 raise EngineLoadError(f"--packed: {reason}; run without --packed")
             logger.info("packed forward pass not used: %s", reason)
             return None
-        return PackedBert(self.model)
+        return PackedBert(self.model, fused=config.compile)
 
     def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
         return self.collect(self.launch(chunk))
