@@ -80,7 +80,6 @@ class DeviceClient:
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         """Nothing to do: the device process warmed the model up before it answered hello."""
-        return None
 
     def memory(self) -> dict[str, float]:
         """The device process's allocator figures, as of its last reply."""

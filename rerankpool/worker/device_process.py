@@ -235,17 +235,18 @@ class DeviceServer:
         chunks = [r.chunk for r in done.requests]
         self.merged_passes += len(chunks) > 1
         share = done.chunk.padded_tokens / max(1, done.chunk.real_tokens)  # a graph's padding, shared out
+        memory = self.engine.memory()
         for request, part in zip(done.requests, split_scores(scores, chunks)):
-            self._scores(request, part, round(request.tokens * share))
+            self._scores(request, part, round(request.tokens * share), memory)
 
     def _failed(self, requests: list[_Request], exc: Exception) -> None:
         logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
         for request in requests:
             self._reply(request.peer, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
-    def _scores(self, request: _Request, scores: np.ndarray, computed_tokens: int) -> None:
+    def _scores(self, request: _Request, scores: np.ndarray, computed_tokens: int, memory: dict[str, float]) -> None:
         self._reply(request.peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
-                                   "memory": self.engine.memory(), "pid": os.getpid(),
+                                   "memory": memory, "pid": os.getpid(),
                                    "device_ms": 1000.0 * (time.perf_counter() - request.received)})
 
     def _reply(self, peer: bytes, header: dict) -> None:

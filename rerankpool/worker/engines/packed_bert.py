@@ -51,6 +51,18 @@ def supports(model: torch.nn.Module) -> str | None:
     return None
 
 
+def fill_packed_rows(rows: np.ndarray, input_ids: np.ndarray, token_type_ids: np.ndarray,
+                     lengths: np.ndarray) -> np.ndarray:
+    """Write packed pairs' ids, token types and positions into ``rows[:, :total]``; returns their starts (n + 1)."""
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    total = int(starts[-1])
+    rows[0, :total] = input_ids
+    rows[1, :total] = token_type_ids
+    np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=rows[2, :total])
+    return starts
+
+
 @dataclass
 class PackedInputs:
     """A packed batch on the model's device, with the offsets attention needs.
@@ -71,19 +83,14 @@ class PackedInputs:
         cls, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, device: str
     ) -> "PackedInputs":
         lengths = np.asarray(lengths, dtype=np.int64)
-        starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=starts[1:])
-        total = int(starts[-1])
+        total = int(lengths.sum())
         # A copy from pageable memory waits for everything queued on the stream before it:
         # with a pass still running (the device process keeps two in flight), the CPU would
         # sit idle until the GPU is done instead of launching the next pass's kernels. So on
         # CUDA the rows are written straight into pinned memory and copied asynchronously.
         pinned = str(device).startswith("cuda")
         host = torch.empty((3, total), dtype=torch.int64, pin_memory=pinned)
-        rows = host.numpy()
-        rows[0] = input_ids
-        rows[1] = token_type_ids
-        np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=rows[2])  # positions
+        starts = fill_packed_rows(host.numpy(), input_ids, token_type_ids, lengths)
         cu_seqlens = torch.from_numpy(starts.astype(np.int32))
         if pinned:
             cu_seqlens = cu_seqlens.pin_memory()
@@ -163,7 +170,7 @@ def add_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias
     return F.layer_norm(x + residual, (x.shape[-1],), weight, bias, eps)
 
 
-def fused_add_norm(device: torch.device, dtype: torch.dtype) -> Callable[..., torch.Tensor] | None:
+def fused_add_norm(device: torch.device, dtype: torch.dtype, hidden: int) -> Callable[..., torch.Tensor] | None:
     """``add_norm`` compiled by Inductor into one kernel for any token count, or None where it cannot be.
 
     In a small pass on the H100, the residual adds took 8 % of the GPU time and the
@@ -171,8 +178,8 @@ def fused_add_norm(device: torch.device, dtype: torch.dtype) -> Callable[..., to
     seconds to a minute at start, so it is ``--compile``'s, not the default.
     """
     compiled = torch.compile(add_norm, dynamic=True, fullgraph=True)
-    x, residual = (torch.randn(37, 384, device=device, dtype=dtype) for _ in range(2))
-    weight, bias = torch.randn(384, device=device, dtype=dtype), torch.randn(384, device=device, dtype=dtype)
+    x, residual = (torch.randn(37, hidden, device=device, dtype=dtype) for _ in range(2))
+    weight, bias = (torch.randn(hidden, device=device, dtype=dtype) for _ in range(2))
     try:
         with torch.inference_mode():
             got, want = compiled(x, residual, weight, bias, 1e-12), add_norm(x, residual, weight, bias, 1e-12)
@@ -216,7 +223,7 @@ class PackedBert:
             qkv_w = torch.cat([att.self.query.weight, att.self.key.weight, att.self.value.weight]).detach()
             qkv_b = torch.cat([att.self.query.bias, att.self.key.bias, att.self.value.bias]).detach()
             self.layers.append((qkv_w, qkv_b, att.output, layer.intermediate.dense, layer.output))
-        self._add_norm = (fused_add_norm(device, model.dtype) if fused else None) or add_norm
+        self._add_norm = (fused_add_norm(device, model.dtype, config.hidden_size) if fused else None) or add_norm
         self.fused = self._add_norm is not add_norm
 
     def inputs(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray) -> PackedInputs:
@@ -288,12 +295,8 @@ def graph_layout(
     if total >= capacity or len(lengths) > rows:
         raise ValueError(f"{len(lengths)} pairs / {total} tokens do not fit a graph of {rows} / {capacity}")
     host, cu = out if out is not None else (np.empty((3, capacity), np.int64), np.empty(rows + 1, np.int32))
-    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
     host[:, total:] = 0
-    host[0, :total] = input_ids
-    host[1, :total] = token_type_ids
-    np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=host[2, :total])
+    starts = fill_packed_rows(host, input_ids, token_type_ids, lengths)
     cu[:] = total
     cu[: len(starts)] = starts
     return host, cu

@@ -126,7 +126,7 @@ class TorchEngine:
             if shape is not None:
                 chunk.computed_tokens = shape[0]
                 return self._in_flight(self.graphs(chunk.input_ids, chunk.token_type_ids, chunk.lengths, shape),
-                                       spin=True)
+                                       short=True)
             inputs = self.packed_model.inputs(chunk.input_ids, chunk.token_type_ids, chunk.lengths)
             return self._in_flight(self.packed_model(inputs))
         with torch.inference_mode():
@@ -137,7 +137,7 @@ class TorchEngine:
             }
             return self._in_flight(self.model(**inputs).logits[:, 0])
 
-    def _in_flight(self, scores, spin: bool = False) -> InFlight:
+    def _in_flight(self, scores, short: bool = False) -> InFlight:
         if not self.device.startswith("cuda"):
             return InFlight(scores.float().cpu().numpy())
         # The copy is queued behind the pass, into pinned memory (so it does not block), and
@@ -149,9 +149,9 @@ class TorchEngine:
         # Small batches, replayed from CUDA graphs, finish within a millisecond or two:
         # there a sleeping wait's wake-up cost 0.06-0.23 ms at p50 and up to 2.5 ms at
         # p99 on the H100 host (bench/results/h100-sync-probe.txt), so those spin.
-        done = self._torch.cuda.Event(blocking=not spin)
+        done = self._torch.cuda.Event(blocking=not short)
         done.record()
-        return InFlight(host, done, short=spin)
+        return InFlight(host, done, short=short)
 
     def running(self, pending: InFlight) -> bool:
         """Whether a short pass is still on the GPU; False once done, and for long passes (``collect`` sleeps)."""
