@@ -317,6 +317,9 @@ SERIES: dict[str, Series] = {
     for s in [
         Series("cpu_pct", "CPU Usage", "%", _key("system.cpu_pct"),
                "machine-wide CPU, % of all cores (`system.cpu_pct`)"),
+        Series("cpu_steal_pct", "CPU Steal", "%", _key("system.cpu_steal_pct"),
+               "CPU time the hypervisor gave other guests while this machine wanted it, % of all cores "
+               "(`system.cpu_steal_pct`, Linux VMs): when it rises, every process here slows at once"),
         Series("broker_cpu_pct", "Broker CPU", "%", _key("proc.broker.cpu_pct"),
                "broker process CPU, % of one core (`proc.broker.cpu_pct`)"),
         Series("workers_cpu_pct", "Workers CPU Sum", "%", _sum_of(_WORKER_CPU),

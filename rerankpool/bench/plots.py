@@ -131,7 +131,7 @@ def plot_throughput_latency(result: SweepResult, out_dir: str | Path) -> list[Pa
 
 #: Panels of the time-series figure: (y label, derived series drawn on it).
 _PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("CPU (%)", ("cpu_pct", "broker_cpu_pct", "workers_cpu_pct")),
+    ("CPU (%)", ("cpu_pct", "cpu_steal_pct", "broker_cpu_pct", "workers_cpu_pct")),
     ("GPU util (%)", ("gpu_util_pct",)),
     ("GPU memory (MB)", ("gpu_mem_mb",)),
     ("queue (pairs)", ("queue_pairs",)),

@@ -354,9 +354,9 @@ def _dashboard(r: SweepResult) -> str:
     present = set(analysis.present_series(r.configs))
     rows = []
     # The reference's rows first, in its order; the extra CPU rows only when probed.
-    for name in ("gpu_mem_mb", "gpu_util_pct", "cpu_pct", "broker_cpu_pct", "workers_cpu_pct"):
+    for name in ("gpu_mem_mb", "gpu_util_pct", "cpu_pct", "cpu_steal_pct", "broker_cpu_pct", "workers_cpu_pct"):
         series = analysis.SERIES[name]
-        if name in ("broker_cpu_pct", "workers_cpu_pct") and name not in present:
+        if name in ("cpu_steal_pct", "broker_cpu_pct", "workers_cpu_pct") and name not in present:
             continue
         summary = analysis.series_summary(r.configs, name)
         rows.append(_dashboard_row(f"{series.title} ({series.unit})", summary, NO_PROBE))
@@ -502,8 +502,8 @@ def _timeseries_table(c: ConfigResult) -> str:
     if not c.samples:
         return "_No samples recorded._"
     present = analysis.present_series([c])
-    columns = [n for n in ("cpu_pct", "gpu_util_pct", "gpu_mem_mb", "queue_pairs", "batches_in_flight", "pairs_per_s")
-               if n in present]
+    columns = [n for n in ("cpu_pct", "cpu_steal_pct", "gpu_util_pct", "gpu_mem_mb", "queue_pairs",
+                           "batches_in_flight", "pairs_per_s") if n in present]
     values = {n: analysis.series_values(c.samples, n) for n in columns}
     times = analysis.elapsed(c.samples)
     idx = _downsample(len(c.samples))

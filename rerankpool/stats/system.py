@@ -5,6 +5,8 @@ Columns:
                            core (can exceed 100 on multi-core)
     proc.<role>.rss_mb     resident memory of one process, MB (MiB)
     system.cpu_pct         machine-wide CPU since the previous read, % of all cores
+    system.cpu_steal_pct   CPU time the hypervisor gave to other guests while this
+                           machine wanted it, % of all cores (virtual machines on Linux)
     system.mem_used_mb     machine memory in use (total - available), MB (MiB)
 """
 
@@ -44,6 +46,7 @@ class ProcessProbe:
             self.track(role, pid)
         if include_system:
             psutil.cpu_percent(interval=None)  # baseline for the first read
+            psutil.cpu_times_percent(interval=None)  # the same for the steal time
 
     def available(self) -> bool:
         """Always true: psutil works on every platform the pool supports."""
@@ -85,6 +88,11 @@ class ProcessProbe:
                 row.update(reading)
         if self._include_system:
             row["system.cpu_pct"] = float(psutil.cpu_percent(interval=None))
+            # On a VM, a host that runs other guests stalls every process here at once;
+            # steal time is the one place that shows it (absent off Linux).
+            steal = getattr(psutil.cpu_times_percent(interval=None), "steal", None)
+            if steal is not None:
+                row["system.cpu_steal_pct"] = float(steal)
             vm = psutil.virtual_memory()
             row["system.mem_used_mb"] = bytes_to_mb(vm.total - vm.available)
         return row

@@ -168,6 +168,9 @@ COLUMNS: dict[str, ColumnDoc] = {
         "CPU used by one pool process since the previous sample, % of one core (can exceed 100)", "%", "ProcessProbe"),
     "proc.<role>.rss_mb": ColumnDoc("resident memory of one pool process", "MB", "ProcessProbe"),
     "system.cpu_pct": ColumnDoc("machine-wide CPU since the previous sample, % of all cores", "%", "ProcessProbe"),
+    "system.cpu_steal_pct": ColumnDoc(
+        "CPU time the hypervisor gave other guests while this machine wanted it, % of all cores (Linux VMs)", "%",
+        "ProcessProbe"),
     "system.mem_used_mb": ColumnDoc("machine memory in use (total - available)", "MB", "ProcessProbe"),
     # NvmlProbe
     "gpu.<i>.util_pct": ColumnDoc(

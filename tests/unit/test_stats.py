@@ -167,6 +167,8 @@ def test_process_probe_reads_then_drops_dead_process(
     assert row["proc.child.cpu_pct"] >= 0
     assert row["system.mem_used_mb"] > 0
     assert 0 <= row["system.cpu_pct"] <= 100
+    if sys.platform == "linux":
+        assert 0 <= row["system.cpu_steal_pct"] <= 100
 
     sleeper.kill()
     sleeper.wait(timeout=WAIT_S)
