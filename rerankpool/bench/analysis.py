@@ -194,7 +194,8 @@ class HopBreakdown:
     ``model_ms`` the device process's time, or the worker's inference where it runs the model.
     ``client_broker_ms`` is the request's p50 minus the batches' p50 round trip: the
     client, the broker's own work and the wire between them, and, where a request was
-    split, the wait for its slower batch.
+    split, the wait for its slower batch. With ``hop_breakdown``'s ``slowest_pct``, every
+    median is over the slowest requests and batches only.
     """
 
     requests: int
@@ -208,8 +209,16 @@ class HopBreakdown:
     model_ms: float
 
 
-def hop_breakdown(config: ConfigResult) -> HopBreakdown | None:
-    """The hops of one config's requests; None without requests or hop timings (older results)."""
+TAIL_PCT = 2.0  # the slowest share of batches that the hop table breaks down on its own row
+TAIL_MIN_BATCHES = 100  # fewer batches than this make no tail row (2 % of them would be one or two)
+
+
+def hop_breakdown(config: ConfigResult, slowest_pct: float | None = None) -> HopBreakdown | None:
+    """The hops of one config's requests; None without requests or hop timings (older results).
+
+    ``slowest_pct``: the same over the slowest share of batches (by round trip) and of
+    requests, to tell which hops a tail comes from.
+    """
     events = [e for e in config.batch_events if e.round_trip_ms is not None and e.worker_ms]
     requests = config.ok_requests
     if not events or not requests:
@@ -218,8 +227,14 @@ def hop_breakdown(config: ConfigResult) -> HopBreakdown | None:
     def median(values: Iterable[float]) -> float:
         return float(np.median(list(values)))
 
+    latencies = [r.latency_ms for r in requests]
+    request_ms = median(latencies)
+    if slowest_pct is not None:
+        cut = float(np.percentile([e.round_trip_ms for e in events], 100 - slowest_pct))
+        events = [e for e in events if e.round_trip_ms >= cut]
+        slow_cut = float(np.percentile(latencies, 100 - slowest_pct))
+        request_ms = median(ms for ms in latencies if ms >= slow_cut)
     device = [e.device_ms or 0.0 for e in events]
-    request_ms = median(r.latency_ms for r in requests)
     return HopBreakdown(
         requests=len(requests),
         batches=len(events),

@@ -379,18 +379,25 @@ def _dashboard(r: SweepResult) -> str:
 def _hops(r: SweepResult) -> str:
     """Medians of each hop per config; empty for results recorded before hop timings existed."""
     rows = []
+    tail = f"slowest {analysis.TAIL_PCT:g} %"
     for c in r.configs:
-        h = analysis.hop_breakdown(c)
-        if h is not None:
-            rows.append((c.batch, c.concurrency, _f(h.request_ms), _f(h.client_broker_ms), _f(h.broker_worker_ms),
-                         _f(h.handoffs_ms), _f(h.tokenize_ms), _f(h.device_ipc_ms), _f(h.model_ms)))
+        for label, h in (("all (p50)", analysis.hop_breakdown(c)),
+                         (tail, analysis.hop_breakdown(c, analysis.TAIL_PCT)
+                          if len(c.batch_events) >= analysis.TAIL_MIN_BATCHES else None)):
+            if h is not None:
+                rows.append((c.batch, c.concurrency, label, _f(h.request_ms), _f(h.client_broker_ms),
+                             _f(h.broker_worker_ms), _f(h.handoffs_ms), _f(h.tokenize_ms), _f(h.device_ipc_ms),
+                             _f(h.model_ms)))
     if not rows:
         return ""
-    table = _table(["Batch", "Conc", "Request P50", "Client + broker", "Broker <-> worker", "Worker hand-offs",
-                    "Tokenize", "Worker <-> device process", "Model"], rows)
-    note = ("_Medians, ms. Request P50 is the client's; the other columns are medians of each batch's parts "
+    table = _table(["Batch", "Conc", "Batches", "Request", "Client + broker", "Broker <-> worker",
+                    "Worker hand-offs", "Tokenize", "Worker <-> device process", "Model"], rows)
+    note = ("_Medians, ms. Request is the client's p50; the other columns are medians of each batch's parts "
             "(see Hops in the definitions), so they add up to the request only roughly, and at concurrency "
-            "above 1 the queueing lands in Client + broker._")
+            f"above 1 the queueing lands in Client + broker. The {tail} row (configs of "
+            f"{analysis.TAIL_MIN_BATCHES} batches or more) takes the same medians over the slowest "
+            f"{analysis.TAIL_PCT:g} % of requests and of batches (by round trip): it shows which hops a tail comes "
+            "from. When every hop slows at once, the host is the cause (see CPU Steal)._")
     return "\n\n".join(["### Where a Request's Time Goes", table, note])
 
 
