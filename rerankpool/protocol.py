@@ -42,15 +42,15 @@ Worker -> device process (``worker --device-process``: one process per device ru
 model for the workers of that host; worker DEALER, device process ROUTER on ipc)::
 
     {"op": "hello"}
-    {"op": "forward", "kind": "packed"|"padded", "arrays": {name: [dtype, shape]}}
+    {"op": "forward", "tag": int, "kind": "packed"|"padded", "arrays": {name: [dtype, shape]}}
         + one frame of raw bytes per array, in the order of "arrays"
 
-Device process -> worker::
+Device process -> worker (a forward's reply carries its "tag": a worker has several in flight)::
 
     {"ok": True, "info": {"engine", "device", "dtype", "packed", "pid"}}
-    {"ok": True, "scores": f32 bytes, "computed_tokens": int, "memory": {...}, "pid": int,
+    {"ok": True, "tag": int, "scores": f32 bytes, "computed_tokens": int, "memory": {...}, "pid": int,
      "device_ms": float (from taking the chunk off its socket to this reply)}
-    {"ok": False, "error": str}
+    {"ok": False, "tag": int | None, "error": str}   # tag None: the request could not be read
 """
 
 from __future__ import annotations
@@ -351,8 +351,9 @@ class BatchTimings:
     ``worker_ms`` runs from the batch's arrival at the worker to its result, so
     ``worker_ms - tokenize_ms - inference_ms`` is the worker's own hand-offs.
     ``device_ms`` is the time its chunks spent in the device process from when it took
-    them off its socket (0 when the worker runs the model itself), so ``inference_ms -
-    device_ms`` is the ipc hop, and any wait in that socket while the process was busy.
+    them off its socket (the longest of them, as a batch's chunks are sent together; 0
+    when the worker runs the model itself), so ``inference_ms - device_ms`` is the ipc
+    hop, and any wait in that socket while the process was busy.
     """
 
     size: int
@@ -403,13 +404,18 @@ def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memo
                  "memory": memory})
 
 
+def encode_failed(batch_id: int, error: str) -> list[bytes]:
+    """A batch the worker could not score; the broker fails its requests with ``error``."""
+    return pack({"op": W_FAILED, "id": batch_id, "error": error})
+
+
 # -- worker <-> device process -------------------------------------------------------
 
 
-def encode_forward(kind: str, arrays: dict[str, np.ndarray]) -> list[bytes]:
+def encode_forward(kind: str, arrays: dict[str, np.ndarray], tag: int = 0) -> list[bytes]:
     """A forward request: the header names each array's dtype and shape; the bytes follow as frames."""
     shapes = {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}
-    return [*pack({"op": D_FORWARD, "kind": kind, "arrays": shapes}),
+    return [*pack({"op": D_FORWARD, "tag": tag, "kind": kind, "arrays": shapes}),
             *(np.ascontiguousarray(a).data for a in arrays.values())]
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.worker.device_process import chunk_arrays
+from rerankpool.worker.chunk_frames import chunk_arrays
 from rerankpool.worker.engines.base import Chunk, EngineGone, PackedChunk
 
 logger = logging.getLogger(__name__)
@@ -26,57 +28,85 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class DeviceClient:
-    """Sends each chunk to the device process and waits for its scores.
+@dataclass
+class DeviceReply:
+    """The device process's answer to one chunk: its scores, or why there are none."""
 
-    The wait is in slices: between them the device process's pid is checked, so a worker
-    whose device process died raises ``EngineGone`` (the worker exits, the supervisor
-    restarts it) instead of waiting for a reply that will never come.
+    tag: int | None
+    scores: np.ndarray | None
+    error: str | None = None
+    device_ms: float = 0.0  # the chunk's time in the device process
+    computed_tokens: int | None = None  # tokens the pass computed for it (a CUDA graph pads)
+
+
+class DeviceClient:
+    """Sends chunks to the device process and reads its replies.
+
+    ``send`` and ``read`` let a worker keep several chunks in flight on one socket (its
+    event loop polls ``socket``); ``forward`` is the blocking form, one chunk at a time.
+    A worker whose device process died raises ``EngineGone`` (see ``check_alive``): it
+    exits, the supervisor restarts it, the broker retries its batches.
     """
 
     def __init__(self, endpoint: str, ctx: zmq.Context, start_timeout_s: float = 600.0,
                  check_every_s: float = 1.0) -> None:
         self.endpoint = endpoint
         self.check_every_ms = int(1000 * check_every_s)
-        self._sock = ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(endpoint)
-        self._sock.send_multipart(P.pack({"op": P.D_HELLO}))
+        self.socket = ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.socket.send_multipart(P.pack({"op": P.D_HELLO}))
         deadline = time.monotonic() + start_timeout_s
-        while not self._sock.poll(self.check_every_ms):
+        while not self.socket.poll(self.check_every_ms):
             if time.monotonic() > deadline:  # not fatal: the supervisor restarts this worker, which asks again
                 raise EngineGone(
                     f"no device process answered at {endpoint} within {start_timeout_s:.0f} s "
                     "(it is started by `rerankpool worker --device-process`)"
                 )
-        info = P.unpack(self._sock.recv_multipart())["info"]
+        info = P.unpack(self.socket.recv_multipart())["info"]
         self.name, self.device, self.dtype = info["engine"], info["device"], info["dtype"]
         self.packed: bool = info["packed"]
         self.pid: int = info["pid"]
         self._memory: dict[str, float] = {}
-        self._device_ms = 0.0  # summed over the chunks since take_device_ms
+        self._tags = itertools.count(1)
         logger.info("running the model in device process %d (%s on %s)", self.pid, self.name, self.device)
 
-    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
+    def send(self, chunk: Chunk | PackedChunk) -> int:
+        """Queue a chunk for the device process; returns the tag its reply will carry."""
+        tag = next(self._tags)
         kind, arrays = chunk_arrays(chunk)
-        self._sock.send_multipart(P.encode_forward(kind, arrays), copy=False)
-        while not self._sock.poll(self.check_every_ms):
-            if not _alive(self.pid):
-                raise EngineGone(f"device process {self.pid} at {self.endpoint} is gone")
-        header = P.unpack(self._sock.recv_multipart())
+        self.socket.send_multipart(P.encode_forward(kind, arrays, tag), copy=False)
+        return tag
+
+    def read(self, frames: list[bytes]) -> DeviceReply:
+        """One reply off ``socket``, as sent by the device process."""
+        header = P.unpack(frames)
+        tag = header.get("tag")
         if not header.get("ok"):
-            raise RuntimeError(f"device process: {header.get('error')}")
+            return DeviceReply(tag, None, f"device process: {header.get('error')}")
         self._memory = header.get("memory", {})
         self.pid = header.get("pid", self.pid)  # a restarted device process, reached after a reconnect
-        self._device_ms += float(header.get("device_ms", 0.0))
-        if isinstance(chunk, PackedChunk) and header["computed_tokens"] != chunk.real_tokens:
-            chunk.computed_tokens = header["computed_tokens"]
-        return P.from_f32(header["scores"])
+        return DeviceReply(tag, P.from_f32(header["scores"]), None, float(header.get("device_ms", 0.0)),
+                           header.get("computed_tokens"))
 
-    def take_device_ms(self) -> float:
-        """Time the chunks forwarded since the last call spent in the device process, ms (then reset)."""
-        spent, self._device_ms = self._device_ms, 0.0
-        return spent
+    def check_alive(self) -> None:
+        """Raise ``EngineGone`` if the device process has exited (its replies will never come)."""
+        if not _alive(self.pid):
+            raise EngineGone(f"device process {self.pid} at {self.endpoint} is gone")
+
+    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
+        tag = self.send(chunk)
+        while True:
+            while not self.socket.poll(self.check_every_ms):
+                self.check_alive()
+            reply = self.read(self.socket.recv_multipart())
+            if reply.tag in (tag, None):
+                break
+        if reply.scores is None:
+            raise RuntimeError(reply.error)
+        if isinstance(chunk, PackedChunk) and reply.computed_tokens not in (None, chunk.real_tokens):
+            chunk.computed_tokens = reply.computed_tokens
+        return reply.scores
 
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         """Nothing to do: the device process warmed the model up before it answered hello."""

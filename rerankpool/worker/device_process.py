@@ -31,12 +31,12 @@ import numpy as np
 import zmq
 
 from rerankpool import protocol as P
+from rerankpool.worker.chunk_frames import chunk_from_arrays
 from rerankpool.worker.engines.base import Chunk, Engine, PackedChunk
 from rerankpool.worker.loop import PACKED_POLICY, WorkerConfig
 
 logger = logging.getLogger(__name__)
 
-PACKED, PADDED = "packed", "padded"
 # Tokens per merged pass at most: two workers' largest packed chunks (L12 fp16: ~0.8 GB of activations).
 DEFAULT_PASS_TOKENS = 2 * (PACKED_POLICY.max_tokens or 65_536)
 
@@ -45,35 +45,6 @@ def device_endpoint(device: str) -> str:
     """An ipc endpoint for the device process of ``device``, unique to this supervisor."""
     name = f"rerankpool-{os.getpid()}-{device.replace(':', '')}.ipc"
     return f"ipc://{os.path.join(tempfile.gettempdir(), name)}"
-
-
-def chunk_arrays(chunk: Chunk | PackedChunk) -> tuple[str, dict[str, np.ndarray]]:
-    """What a worker sends for a chunk: its token arrays (rows stay with the worker)."""
-    if isinstance(chunk, PackedChunk):
-        return PACKED, {"input_ids": chunk.input_ids, "token_type_ids": chunk.token_type_ids,
-                        "lengths": chunk.lengths}
-    return PADDED, {"input_ids": chunk.input_ids, "attention_mask": chunk.attention_mask,
-                    "token_type_ids": chunk.token_type_ids}
-
-
-def chunk_from_arrays(kind: str, arrays: dict[str, np.ndarray]) -> Chunk | PackedChunk:
-    """The chunk a worker sent; its rows are 0..n-1 (scores go back in the order sent)."""
-    names = {PACKED: ("input_ids", "token_type_ids", "lengths"),
-             PADDED: ("input_ids", "attention_mask", "token_type_ids")}.get(kind)
-    if names is None:
-        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: unknown kind {kind!r}")
-    if set(arrays) != set(names):
-        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, f"forward: a {kind} chunk has the arrays {', '.join(names)}")
-    if kind == PACKED:
-        ids, types, lengths = (arrays[k] for k in names)
-        if ids.ndim != 1 or lengths.ndim != 1 or ids.shape != types.shape or int(lengths.sum()) != ids.size:
-            raise P.ProtocolError(P.ErrorCode.BAD_REQUEST,
-                                  "forward: packed ids and types must be 1-D, as long as the lengths add up to")
-        return PackedChunk(np.arange(len(lengths)), ids, types, lengths)
-    ids, mask, types = (arrays[k] for k in names)
-    if ids.ndim != 2 or not ids.shape == mask.shape == types.shape:
-        raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, "forward: padded arrays must be 2-D, all of one shape")
-    return Chunk(np.arange(len(ids)), ids, mask, types)
 
 
 def merge_packed(chunks: list[PackedChunk]) -> PackedChunk:
@@ -95,6 +66,7 @@ def split_scores(scores: np.ndarray, chunks: list[Chunk | PackedChunk]) -> list[
 @dataclass
 class _Request:
     peer: bytes
+    tag: int  # the worker's, echoed in the reply
     chunk: Chunk | PackedChunk
     received: float  # perf_counter when taken off the socket
 
@@ -189,6 +161,7 @@ class DeviceServer:
 
     def _decode(self, peer: bytes, frames: list[zmq.Frame]) -> _Request | None:
         """A forward request, or None after answering anything else (hello, bad input)."""
+        header: dict = {}
         try:
             header = P.unpack([f.bytes for f in frames[:2]])
             op = header.get("op")
@@ -198,11 +171,15 @@ class DeviceServer:
             if op != P.D_FORWARD:
                 raise P.ProtocolError(P.ErrorCode.UNKNOWN_OP, f"unknown op {op!r} for a device process")
             kind, arrays = P.decode_forward(header, [f.buffer for f in frames[2:]])
-            return _Request(peer, chunk_from_arrays(kind, arrays), time.perf_counter())
+            tag = header.get("tag")
+            if not isinstance(tag, int):
+                raise P.ProtocolError(P.ErrorCode.BAD_REQUEST, "forward: 'tag' must be an int")
+            return _Request(peer, tag, chunk_from_arrays(kind, arrays), time.perf_counter())
         except (P.ProtocolError, ValueError, TypeError) as exc:
             message = exc.message if isinstance(exc, P.ProtocolError) else str(exc)
             logger.warning("refused a malformed request from a worker: %s", message)
-            self._reply(peer, {"ok": False, "error": message})
+            tag = header.get("tag")  # {} when the header itself could not be read
+            self._reply(peer, {"ok": False, "tag": tag if isinstance(tag, int) else None, "error": message})
             return None
 
     def _launch(self, requests: list[_Request]) -> None:
@@ -242,10 +219,11 @@ class DeviceServer:
     def _failed(self, requests: list[_Request], exc: Exception) -> None:
         logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
         for request in requests:
-            self._reply(request.peer, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            self._reply(request.peer, {"ok": False, "tag": request.tag, "error": f"{type(exc).__name__}: {exc}"})
 
     def _scores(self, request: _Request, scores: np.ndarray, computed_tokens: int, memory: dict[str, float]) -> None:
-        self._reply(request.peer, {"ok": True, "scores": P.f32_bytes(scores), "computed_tokens": int(computed_tokens),
+        self._reply(request.peer, {"ok": True, "tag": request.tag, "scores": P.f32_bytes(scores),
+                                   "computed_tokens": int(computed_tokens),
                                    "memory": memory, "pid": os.getpid(),
                                    "device_ms": 1000.0 * (time.perf_counter() - request.received)})
 

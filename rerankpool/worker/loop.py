@@ -26,7 +26,9 @@ from rerankpool.sockets import received
 from rerankpool.models import ResolvedModel
 from rerankpool.worker.engines import Engine, EngineConfig, load_engine
 from rerankpool.worker.engines.base import EngineGone
-from rerankpool.worker.pipeline import FATAL, Pipeline
+from rerankpool.worker.device_client import DeviceClient
+from rerankpool.worker.device_stages import DeviceStages
+from rerankpool.worker.pipeline import Pipeline
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
 logger = logging.getLogger(__name__)
@@ -117,8 +119,6 @@ class Worker:
         self.ctx = ctx or zmq.Context.instance()
         self.model = resolve_model(config.model)
         if config.device_endpoint:  # the device process loads the model, warms it up and runs it
-            from rerankpool.worker.device_client import DeviceClient
-
             self.engine: Engine = DeviceClient(config.device_endpoint, self.ctx)
         else:
             self.engine = load_engine(config.engine_config(self.model))
@@ -165,14 +165,21 @@ class Worker:
         return dealer
 
     def run(self) -> None:
-        """Serve until stopped: sockets on an I/O thread, the forward pass on this (the model's) thread."""
-        endpoint = f"inproc://rerankpool-results-{id(self)}"
-        pipeline = Pipeline(self.ctx, endpoint, self.tokenizer, self.engine, self.policy)
+        """Serve until stopped.
+
+        With a device process, the socket thread tokenizes and hands chunks on
+        (``DeviceStages``). Otherwise sockets run on an I/O thread, and the forward pass on
+        this (the model's) thread, fed by a tokenizer thread (``Pipeline``).
+        """
+        if isinstance(self.engine, DeviceClient):
+            self._serve(DeviceStages(self.tokenizer, self.engine, self.policy))
+            return
+        pipeline = Pipeline(self.ctx, self.tokenizer, self.engine, self.policy)
         failure: list[BaseException] = []
 
         def io() -> None:
             try:
-                self._serve(pipeline, endpoint)
+                self._serve(pipeline)
             except BaseException as exc:  # handed to the main thread, which re-raises it
                 failure.append(exc)
             finally:
@@ -183,17 +190,16 @@ class Worker:
         io_thread.start()
         pipeline.run_forward()
         io_thread.join()
+        pipeline.close()
         if failure:
             raise failure[0]
 
-    def _serve(self, pipeline: Pipeline, endpoint: str) -> None:
+    def _serve(self, stages: Pipeline | DeviceStages) -> None:
         """The socket loop: register, heartbeats both ways, batches in, results out, reconnects."""
-        results = self.ctx.socket(zmq.PULL)
-        results.bind(endpoint)
         dealer = self._connect()
         poller = zmq.Poller()
         poller.register(dealer, zmq.POLLIN)
-        poller.register(results, zmq.POLLIN)
+        poller.register(stages.socket, zmq.POLLIN)
         interval = self.config.heartbeat_interval_s
         backoff = self.config.reconnect_initial_s
         broker_expires = time.monotonic() + interval * self.config.liveness
@@ -209,25 +215,24 @@ class Worker:
                 if self._stop.is_set() and not draining:
                     draining = True
                     dealer.send_multipart(P.pack({"op": P.W_DRAINING}))
-                if draining and pipeline.pending == 0:
+                if draining and stages.pending == 0:
                     dealer.send_multipart(P.pack({"op": P.W_BYE}))
                     logger.info("worker %d finished its batches; goodbye", os.getpid())
                     return
                 timeout_ms = max(0, int(1000 * (min(next_heartbeat, broker_expires) - time.monotonic())))
                 events = dict(poller.poll(min(timeout_ms, 250)))
                 now = time.monotonic()
-                if results in events:
-                    for frames in received(results):
-                        if frames[0] == FATAL:
-                            raise RuntimeError("a worker stage crashed:\n" + frames[1].decode())
-                        pipeline.pending -= 1
+                if stages.socket in events:
+                    for frames in stages.collect():
                         dealer.send_multipart(frames)
                 if dealer in events:
                     for frames in received(dealer):
                         broker_expires = now + interval * self.config.liveness
                         backoff = self.config.reconnect_initial_s
-                        self._on_broker(frames, dealer, pipeline)
+                        for reply in self._on_broker(frames, dealer, stages):
+                            dealer.send_multipart(reply)
                 if now >= next_heartbeat:
+                    stages.check()
                     dealer.send_multipart(P.pack({"op": P.W_HEARTBEAT}))
                     next_heartbeat = now + interval
                 if now >= broker_expires:
@@ -243,24 +248,26 @@ class Worker:
                     broker_expires = time.monotonic() + interval * self.config.liveness
         finally:
             dealer.close(0)
-            results.close(0)
 
-    def _on_broker(self, frames: list[bytes], dealer: zmq.Socket, pipeline: Pipeline) -> None:
+    def _on_broker(self, frames: list[bytes], dealer: zmq.Socket, stages: Pipeline | DeviceStages
+                   ) -> list[list[bytes]]:
+        """Act on one message from the broker; returns what to send it back now."""
         try:
             header = P.unpack(frames)
         except P.ProtocolError as exc:
             logger.warning("dropped a malformed message from the broker: %s", exc.message)
-            return
+            return []
         op = header.get("op")
         if op == P.B_BATCH:
-            pipeline.submit(P.decode_batch(header))
-        elif op == P.B_DISCONNECT:
+            return stages.submit(P.decode_batch(header))
+        if op == P.B_DISCONNECT:
             logger.info("broker asked this worker to register again")
-            dealer.send_multipart(P.pack({"op": P.W_READY, "info": self.info().__dict__}))
-        elif op == P.B_REFUSED:
+            return [P.pack({"op": P.W_READY, "info": self.info().__dict__})]
+        if op == P.B_REFUSED:
             raise WorkerRefused(f"the broker refused this worker: {header.get('reason')}")
-        elif op != P.B_HEARTBEAT:
+        if op != P.B_HEARTBEAT:
             logger.warning("unknown op %r from the broker", op)
+        return []
 
 
 def run_worker(config: WorkerConfig) -> int:
@@ -284,6 +291,9 @@ def run_worker(config: WorkerConfig) -> int:
     except WorkerRefused as exc:
         logger.error("%s", exc)
         return 3
+    except EngineGone as exc:  # the supervisor restarts this worker; the broker retries its batches
+        logger.error("%s", exc)
+        return 1
     return 0
 
 

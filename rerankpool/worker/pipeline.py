@@ -1,4 +1,7 @@
-"""The worker's two stages: a tokenizer thread feeding the forward loop through a bounded queue.
+"""The stages of a worker that runs the model itself: a tokenizer thread feeding the forward loop.
+
+(With ``--device-process`` the model runs elsewhere, and ``device_stages`` does the
+worker's part on its socket thread alone.)
 
 While the model runs batch k, the tokenizer thread prepares batch k+1 (``tokenizers``
 releases the GIL while it works; flash-tokenizer holds it, for a sixth of the time).
@@ -22,6 +25,7 @@ from typing import Callable
 import zmq
 
 from rerankpool import protocol as P
+from rerankpool.sockets import received
 from rerankpool.worker.engines.base import EncodedBatch, Engine, EngineGone, run_batch
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
@@ -40,40 +44,59 @@ class _Tokenized:
 
 
 class Pipeline:
-    """Runs batches through tokenizer and engine; results arrive on the inproc ``endpoint``.
+    """Runs batches through tokenizer and engine; their results are read off ``socket``.
 
-    Each result is a ready-to-send list of frames (a ``result`` or ``failed`` message).
-    A fatal stage error arrives as ``[FATAL, traceback]``. Call ``start()``, then
-    ``run_forward()`` on the model's thread; it returns after ``stop()``.
+    The worker's socket loop calls ``submit`` for each batch, polls ``socket`` and calls
+    ``collect`` when it is readable (and ``check``, which has nothing to check here);
+    ``collect`` returns each finished batch's frames (a ``result`` or ``failed`` message)
+    and raises if a stage crashed. Call ``start()``, then ``run_forward()`` on the model's
+    thread; it returns after ``stop()``.
     """
 
     def __init__(
         self,
         ctx: zmq.Context,
-        endpoint: str,
         tokenizer: PairTokenizer,
         engine: Engine,
         policy: ChunkPolicy,
         depth: int = 1,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoint = f"inproc://rerankpool-results-{id(self)}"
         self.tokenizer = tokenizer
         self.engine = engine
         self.policy = policy
         self._ctx = ctx
+        self.socket = ctx.socket(zmq.PULL)  # the stages' results, for the socket thread
+        self.socket.bind(self.endpoint)
         self._inbox: queue.Queue = queue.Queue()
         self._tokenized: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._guard, args=(self._tokenize_loop,), name="tokenize", daemon=True)
         self.pending = 0  # batches submitted and not yet reported (socket thread only)
-        # The device process's share of the inference since the last call (DeviceClient only).
-        self._take_device_ms: Callable[[], float] = getattr(engine, "take_device_ms", lambda: 0.0)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, message: P.BatchMessage) -> None:
+    def submit(self, message: P.BatchMessage) -> list[list[bytes]]:
+        """Hand a batch to the tokenizer thread; its result comes through ``collect``."""
         self.pending += 1
         self._inbox.put((message, time.perf_counter()))
+        return []
+
+    def collect(self) -> list[list[bytes]]:
+        """The results waiting on ``socket`` (socket thread only); raises if a stage crashed."""
+        done = []
+        for frames in received(self.socket):
+            if frames[0] == FATAL:
+                raise RuntimeError("a worker stage crashed:\n" + frames[1].decode())
+            self.pending -= 1
+            done.append(frames)
+        return done
+
+    def check(self) -> None:
+        """Nothing to check: a stage that fails says so through ``collect``."""
+
+    def close(self) -> None:
+        self.socket.close(0)
 
     def stop(self) -> None:
         """End both stages once the batches already submitted are done."""
@@ -110,7 +133,7 @@ class Pipeline:
             try:
                 encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy)
             except Exception as exc:
-                out.send_multipart(_failed(message.id, f"tokenization failed: {exc!r}"))
+                out.send_multipart(P.encode_failed(message.id, f"tokenization failed: {exc!r}"))
                 continue
             self._tokenized.put(_Tokenized(message, encoded, 1000.0 * (time.perf_counter() - start), arrived))
 
@@ -119,7 +142,6 @@ class Pipeline:
             item = self._tokenized.get()
             if item is _STOP:
                 return
-            self._take_device_ms()  # drop what a failed batch left behind
             start = time.perf_counter()
             try:
                 scores = run_batch(self.engine, item.encoded)
@@ -127,7 +149,7 @@ class Pipeline:
                 raise  # not this batch's fault: the worker stops, and the broker retries its batches
             except Exception as exc:
                 logger.exception("batch %d failed in the model", item.message.id)
-                out.send_multipart(_failed(item.message.id, f"{type(exc).__name__}: {exc}"))
+                out.send_multipart(P.encode_failed(item.message.id, f"{type(exc).__name__}: {exc}"))
                 continue
             end = time.perf_counter()
             timings = P.BatchTimings(
@@ -138,10 +160,5 @@ class Pipeline:
                 padded_tokens=item.encoded.padded_tokens,
                 chunks=len(item.encoded.chunks),
                 worker_ms=1000.0 * (end - item.arrived),
-                device_ms=self._take_device_ms(),
             )
             out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory()))
-
-
-def _failed(batch_id: int, error: str) -> list[bytes]:
-    return P.pack({"op": P.W_FAILED, "id": batch_id, "error": error})

@@ -35,6 +35,10 @@ POOLS = {
     "big-batches-1-worker": dict(workers=1, broker_args=["--max-batch", "64", "--bucket-edges", "512"]),
     # The packed forward pass (the CUDA default), here on CPU with grouped attention.
     "packed-1-worker": dict(workers=1, broker_args=["--bucket-edges", "512"], worker_args=["--packed"]),
+    # The model in a device process (the CUDA default), padded chunks: a batch of mixed
+    # lengths goes to it as several chunks at once.
+    "device-process-2-workers": dict(workers=2, broker_args=["--max-batch", "16", "--bucket-edges", "512"],
+                                     worker_args=["--device-process"]),
 }
 
 
@@ -132,9 +136,13 @@ def test_stats_report_batches_and_workers(pool):
     event = stats["events"][-1]
     assert event["padded_tokens"] >= event["real_tokens"] > 0
     assert event["size"] >= 1 and event["inference_ms"] > 0
-    # The hops nest: the broker's round trip holds the worker's time, which holds its two stages.
+    # The hops nest: the broker's round trip holds the worker's time, which holds its two stages,
+    # and the inference holds the device process's time where there is one.
     assert event["round_trip_ms"] >= event["worker_ms"] >= event["tokenize_ms"] + event["inference_ms"]
-    assert event["device_ms"] == 0.0  # this pool's workers run the model themselves
+    if "--device-process" in pool.worker_args:
+        assert event["inference_ms"] >= event["device_ms"] > 0
+    else:
+        assert event["device_ms"] == 0.0
 
 
 def test_bench_load_from_several_processes_gets_every_reply(pool):

@@ -10,10 +10,12 @@ import pytest
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.worker.device_client import DeviceClient
-from rerankpool.worker.device_process import DeviceServer, chunk_arrays, merge_packed, split_scores
+from rerankpool.worker.device_client import DeviceClient, DeviceReply
+from rerankpool.worker.chunk_frames import chunk_arrays
+from rerankpool.worker.device_process import DeviceServer, merge_packed, split_scores
 from rerankpool.worker.engines import EngineConfig, load_engine
-from rerankpool.worker.engines.base import Chunk, PackedChunk
+from rerankpool.worker.device_stages import OpenBatch
+from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
 from rerankpool.worker.tokenize import unpad
 
 
@@ -149,8 +151,48 @@ def test_the_client_engine_scores_through_the_server(server, engine):
         rng = np.random.default_rng(4)
         chunk = unpad(padded_chunk(rng, 6, 20))
         np.testing.assert_allclose(client.forward(chunk), engine.forward(chunk), atol=1e-5)
-        spent = client.take_device_ms()  # the chunk's time in the server, as its reply said
-        assert spent > 0 and client.take_device_ms() == 0.0
+        # Several chunks in flight on one socket: each reply says which chunk it answers.
+        chunks = {client.send(c): c for c in (packed_chunk(rng, 3), packed_chunk(rng, 8), chunk)}
+        for _ in chunks:
+            assert client.socket.poll(10_000)
+            reply = client.read(client.socket.recv_multipart())
+            np.testing.assert_allclose(reply.scores, engine.forward(chunks[reply.tag]), atol=1e-5)
+            assert reply.device_ms > 0  # the chunk's time in the server, as its reply said
     finally:
         stop.set()
         loop.join()
+
+
+def open_batch(rng: np.random.Generator) -> tuple[OpenBatch, list[PackedChunk]]:
+    """A 10-pair batch cut into chunks of rows 7..9, 0..3 and 4..6 (the order a tokenizer may give)."""
+    chunks = []
+    for rows in (np.arange(7, 10), np.arange(0, 4), np.arange(4, 7)):
+        chunk = packed_chunk(rng, len(rows))
+        chunk.rows = rows
+        chunks.append(chunk)
+    message = P.BatchMessage(5, ["q"], np.zeros(10, np.int32), ["d"] * 10)
+    return OpenBatch(message, EncodedBatch(10, chunks), 0.0, 1.0, 0.0, len(chunks)), chunks
+
+
+def test_an_open_batch_puts_chunk_replies_back_in_row_order_whatever_order_they_come_in():
+    batch, chunks = open_batch(np.random.default_rng(5))
+    replies = {i: DeviceReply(i, c.rows.astype(np.float32) * 10, device_ms=float(i)) for i, c in enumerate(chunks)}
+    assert not batch.add(chunks[2], replies[2])
+    assert not batch.add(chunks[0], replies[0])
+    assert batch.add(chunks[1], replies[1])  # the last one in completes it
+    result = P.unpack(batch.result({}))
+    assert result["op"] == P.W_RESULT and result["id"] == 5
+    np.testing.assert_array_equal(P.from_f32(result["scores"]), np.arange(10) * 10)
+    timings = P.BatchTimings.from_dict(result["timings"])
+    assert (timings.size, timings.chunks, timings.device_ms) == (10, 3, 2.0)  # sent together: the longest
+
+
+def test_an_open_batch_with_a_failed_or_short_chunk_fails_once_every_chunk_is_in():
+    for bad in (DeviceReply(0, None, "device process: CUDA error"), DeviceReply(0, np.zeros(2, np.float32))):
+        batch, chunks = open_batch(np.random.default_rng(6))
+        assert not batch.add(chunks[0], bad)
+        assert not batch.add(chunks[1], DeviceReply(1, np.zeros(4, np.float32)))
+        assert batch.add(chunks[2], DeviceReply(2, np.zeros(3, np.float32)))
+        failed = P.unpack(batch.result({}))
+        assert failed["op"] == P.W_FAILED and failed["id"] == 5
+        assert "CUDA error" in failed["error"] or "2 scores for 3 pairs" in failed["error"]
