@@ -16,6 +16,9 @@
 #      had the lone request's halves run as one pass, since reverted: bench/results/h100-*-group)
 #   12 lone requests, three fresh pools each for L6 and L12, by turns
 #   13 --compile (fused add + LayerNorm): kernel profile, and L12 eager and compiled by turns
+#   14 (MODEL: l6 or l12) the single-threaded worker of --device-process against 280102c, taking turns: a lone
+#      request, and saturation (unpack it first with `git archive 280102c rerankpool | tar -x -C .carry/old`)
+#   15 probes: two small graph passes on two streams (lanes_probe) and tokenizer threads (tokenize_threads)
 # Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
 set -uo pipefail
 source bench/gpu/setup.sh
@@ -35,7 +38,27 @@ SYN="--dataset synthetic --synthetic-words 30,60"
 # The GPU tests and the device process's tests (the tiny test model needs .carry/site's vocabulary).
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_engines_parity.py tests/unit/test_device_process.py \
   -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
-if [ "${1:-1}" = 13 ]; then
+if [ "${1:-1}" = 14 ]; then
+  case "${2:-l6}" in
+    l6) M=/tmp/l6; NAME="L6 stand-in" ;;
+    *) M=ms-marco-MiniLM-L-12-v2; NAME="L12 (default, real)" ;;
+  esac
+  names=""
+  for i in 1 2; do
+    for v in old new; do
+      n=h100-${2:-l6}-worker-$v-$i; names="$names $n"
+      what="the single-threaded --device-process worker"; [ $v = old ] && what="the code of 280102c (worker threads)"
+      (if [ $v = old ]; then cd .carry/old; export PYTHONPATH=/tmp/site:$OLDPWD/.carry/site; fi
+       T=150 run --out $R/$n --model $M $POOL --concurrency 1,128 --pairs 40000 --broker-args "$BROKER" \
+         --worker-args "$DP" --title "H100: $NAME, SQuAD pairs, $what (A/B $i)" \
+         --description "this session's worker and the last one's take turns on one host")
+    done
+  done
+elif [ "${1:-1}" = 15 ]; then
+  L12=$(python3 -c "from rerankpool.models import resolve_model as r; print(r('ms-marco-MiniLM-L-12-v2').path)")
+  timeout 100 python3 bench/gpu/tokenize_threads.py $L12/tokenizer.json 16 32 2>&1 | tee $R/tokenize-threads.txt
+  probe lanes_probe lanes
+elif [ "${1:-1}" = 13 ]; then
   names="h100-l12-eager-1 h100-l12-compile-1 h100-l12-eager-2 h100-l12-compile-2 h100-l6-compile"
   probe kernel_profile kernel-profile-compile --compile
   for i in 1 2; do
