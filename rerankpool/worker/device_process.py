@@ -31,6 +31,7 @@ import numpy as np
 import zmq
 
 from rerankpool import protocol as P
+from rerankpool.heap import freeze_startup_heap
 from rerankpool.worker.chunk_frames import chunk_from_arrays
 from rerankpool.worker.engines.base import Chunk, Engine, PackedChunk
 from rerankpool.worker.loop import PACKED_POLICY, WorkerConfig
@@ -261,6 +262,7 @@ def run_device_process(config: DeviceProcessConfig) -> int:
         logger.error("could not start: %s", exc)
         logger.debug("details", exc_info=True)
         return 2
+    freeze_startup_heap()  # torch, the model and its CUDA graphs are loaded for good
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C reaches the whole process group: the workers drain on it and still need this

@@ -8,7 +8,6 @@ those it holds, says goodbye and exits.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from rerankpool import protocol as P
+from rerankpool.heap import freeze_startup_heap
 from rerankpool.security import ClientSecurity
 from rerankpool.sockets import received
 from rerankpool.models import ResolvedModel
@@ -131,10 +131,7 @@ class Worker:
             start = time.perf_counter()
             self.engine.warmup(warmup_shapes(self.policy, config.max_length))
             logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
-        # The model, tokenizer and libraries are loaded for good: keep them out of the
-        # cyclic GC's full scans, which otherwise add milliseconds to random batches.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()  # the model, tokenizer and libraries are loaded for good
         self._stop = threading.Event()
         self._dealer: zmq.Socket | None = None
 
