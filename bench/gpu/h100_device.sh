@@ -19,6 +19,9 @@
 #   14 (MODEL: l6 or l12) the single-threaded worker of --device-process against 280102c, taking turns: a lone
 #      request, and saturation (unpack it first with `git archive 280102c rerankpool | tar -x -C .carry/old`)
 #   15 probes: two small graph passes on two streams (lanes_probe) and tokenizer threads (tokenize_threads)
+#   16 the host alone: 8 processes of fixed CPU work, looking for stalls that hit them all at once (stall_probe)
+# Parts 11 and 12 take TAG (the runs' names) and WHAT (the code they measure); session 6 ran them with
+# TAG=onethread after the --device-process worker went single-threaded.
 # Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
 set -uo pipefail
 source bench/gpu/setup.sh
@@ -73,28 +76,37 @@ elif [ "${1:-1}" = 13 ]; then
       --worker-args "$DP --compile" --title "H100: L6 stand-in, SQuAD pairs, --compile" \
       --description "--compile fuses each residual add with its LayerNorm"
 elif [ "${1:-1}" = 12 ]; then
-  names="h100-l6-lone-r1 h100-l12-lone-r1 h100-l6-lone-r2 h100-l12-lone-r2 h100-l6-lone-r3 h100-l12-lone-r3"
+  F=${TAG:+-$TAG}; WHAT=${WHAT:-"the final code"}
+  names=""
   for i in 1 2 3; do
-    T=90 run --out $R/h100-l6-lone-r$i --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 --broker-args "$BROKER" \
+    names="$names h100-l6-lone$F-r$i h100-l12-lone$F-r$i"
+    T=90 run --out $R/h100-l6-lone$F-r$i --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 --broker-args "$BROKER" \
         --worker-args "$DP" --title "H100: L6 stand-in, a lone 32-pair request, SQuAD pairs, repeat $i" \
-        --description "the final code; three fresh pools a model, taking turns, on one host"
-    T=90 run --out $R/h100-l12-lone-r$i --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 16000 \
+        --description "$WHAT; three fresh pools a model, taking turns, on one host"
+    T=90 run --out $R/h100-l12-lone$F-r$i --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1 --pairs 16000 \
         --broker-args "$BROKER" --worker-args "$DP" \
-        --title "H100: L12 (default, real), a lone 32-pair request, SQuAD pairs, repeat $i" --description "as h100-l6-lone-r$i"
+        --title "H100: L12 (default, real), a lone 32-pair request, SQuAD pairs, repeat $i" \
+        --description "as h100-l6-lone$F-r$i"
   done
+elif [ "${1:-1}" = 16 ]; then
+  # The host alone, nothing of ours running: do all processes stall at once, now and then?
+  timeout 60 python3 bench/gpu/stall_probe.py 8 12 2>&1 | tee $R/stall-probe.txt
+  names=""
 elif [ "${1:-1}" = 11 ]; then
-  names="h100-l6-final h100-l12-final h100-l6-synth-lone-final"
-  T=300 run --out $R/h100-l6-final --model /tmp/l6 $POOL --concurrency 1,128 --pairs 80000 \
+  # TAG names the runs (default "final", session 5's); WHAT says what code they measure.
+  F=${TAG:-final}; WHAT=${WHAT:-"this session's final code"}
+  names="h100-l6-$F h100-l12-$F h100-l6-synth-lone-$F"
+  T=300 run --out $R/h100-l6-$F --model /tmp/l6 $POOL --concurrency 1,128 --pairs 80000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
-      --title "H100: L6 stand-in, SQuAD pairs, this session's final code" \
-      --description "4 workers x 8 threads, device process; graphs with few rows"
-  T=240 run --out $R/h100-l12-final --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
+      --title "H100: L6 stand-in, SQuAD pairs, $WHAT" \
+      --description "4 workers x 8 threads, device process"
+  T=240 run --out $R/h100-l12-$F --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
-      --title "H100: L12 (default, real), SQuAD pairs, this session's final code" --description "as h100-l6-final"
-  T=90 run --out $R/h100-l6-synth-lone-final --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 $SYN \
+      --title "H100: L12 (default, real), SQuAD pairs, $WHAT" --description "as h100-l6-$F"
+  T=90 run --out $R/h100-l6-synth-lone-$F --model /tmp/l6 $POOL --concurrency 1 --pairs 16000 $SYN \
       --broker-args "$BROKER" --worker-args "$DP" \
-      --title "H100: L6 stand-in, a lone 32-pair request, ~70-token synthetic pairs, final code" \
-      --description "as h100-l6-synth-lone after lone requests' halves run as one pass"
+      --title "H100: L6 stand-in, a lone 32-pair request, ~70-token synthetic pairs, $WHAT" \
+      --description "as h100-l6-$F, ~70-token pairs"
 elif [ "${1:-1}" = 10 ]; then
   names="h100-l6-omp-passive h100-l6-omp-spin h100-l6-omp-t4 h100-l6-omp-passive-2"
   lone() { T=90 run --out $R/$1 --model /tmp/l6 $POOL --concurrency 1 --pairs 8000 --broker-args "$BROKER" \
