@@ -83,19 +83,18 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     out["interleaved_pairs_per_s"] = len(pairs) / (time.perf_counter() - start)
 
     ctx = zmq.Context()
-    endpoint = f"inproc://profile-{os.getpid()}"
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(endpoint)
-    pipeline = Pipeline(ctx, endpoint, tok, engine, policy)
+    pipeline = Pipeline(ctx, tok, engine, policy)
     tokenize_ms, inference_ms = [], []
 
     def feed_and_collect() -> None:  # plays the worker's socket thread
         for n, (q, i, d) in enumerate(batches):
             pipeline.submit(P.BatchMessage(n, q, i, d))
-        for _ in batches:
-            header = P.unpack(pull.recv_multipart())
-            tokenize_ms.append(header["timings"]["tokenize_ms"])
-            inference_ms.append(header["timings"]["inference_ms"])
+        while pipeline.pending:
+            pipeline.socket.poll()
+            for frames in pipeline.collect():
+                header = P.unpack(frames)
+                tokenize_ms.append(header["timings"]["tokenize_ms"])
+                inference_ms.append(header["timings"]["inference_ms"])
         pipeline.stop()
 
     start = time.perf_counter()
@@ -107,7 +106,7 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     out["pipeline_pairs_per_s"] = len(pairs) / (time.perf_counter() - start)
     out["pipeline_tokenize_ms_p50"] = float(np.median(tokenize_ms))
     out["pipeline_inference_ms_p50"] = float(np.median(inference_ms))
-    pull.close()
+    pipeline.close()
     ctx.term()
     return out
 

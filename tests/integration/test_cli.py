@@ -30,11 +30,12 @@ def read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 180) -> l
     raise AssertionError(f"{marker!r} never logged:\n" + "".join(lines[-40:]))
 
 
-def test_up_serves_then_shuts_down_cleanly_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--device-process"]], ids=["workers-run-the-model", "device-process"])
+def test_up_serves_then_shuts_down_cleanly_on_ctrl_c(tmp_path, extra):
     frontend = f"ipc://{tmp_path}/fe"
     proc = subprocess.Popen(
         [sys.executable, "-m", "rerankpool", "up", "--model", "tiny-bert", "--workers", "2",
-         "--frontend", frontend, "--backend", f"ipc://{tmp_path}/be"],
+         "--frontend", frontend, "--backend", f"ipc://{tmp_path}/be", *extra],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )
     try:
@@ -49,7 +50,9 @@ def test_up_serves_then_shuts_down_cleanly_on_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[1]
         assert proc.returncode == 0, rest
-        assert "goodbye" in rest and "stopped" in rest
+        assert rest.count("finished its batches; goodbye") == 2 and "stopped" in rest
+        if extra:
+            assert "device process stopped" in rest
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -97,3 +100,15 @@ def test_bench_writes_a_report_with_baseline_and_ceilings(tmp_path):
     report = (out / "tiny.md").read_text()
     assert "vs `CrossEncoder.predict(batch_size=32)`" in report and "split_min=4" in report
     assert "| Worker flags | `--threads 1` |" in report
+
+
+def test_profile_runs_the_stages_alone_and_as_the_pipeline():
+    """``python -m rerankpool.bench.profile``: each stage alone, then the worker's two-thread pipeline."""
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "rerankpool.bench.profile", "--model", "tiny-bert", "--pairs", "64",
+                          "--batch", "16", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (each,) = json.loads(out.stdout.strip().splitlines()[-1])["each"]
+    assert each["pairs"] == 64 and each["pipeline_pairs_per_s"] > 0
+    assert each["pipeline_tokenize_ms_p50"] > 0 and each["pipeline_inference_ms_p50"] > 0
