@@ -217,26 +217,28 @@ def hop_breakdown(config: ConfigResult, slowest_pct: float | None = None) -> Hop
     """The hops of one config's requests; None without requests or hop timings (older results).
 
     ``slowest_pct``: the same over the slowest share of batches (by round trip) and of
-    requests, to tell which hops a tail comes from.
+    requests, to tell which hops a tail comes from; None with fewer than
+    ``TAIL_MIN_BATCHES`` batches.
     """
     events = [e for e in config.batch_events if e.round_trip_ms is not None and e.worker_ms]
-    requests = config.ok_requests
-    if not events or not requests:
+    latencies = [r.latency_ms for r in config.ok_requests]
+    if not events or not latencies:
         return None
 
     def median(values: Iterable[float]) -> float:
         return float(np.median(list(values)))
 
-    latencies = [r.latency_ms for r in requests]
-    request_ms = median(latencies)
     if slowest_pct is not None:
+        if len(events) < TAIL_MIN_BATCHES:
+            return None
         cut = float(np.percentile([e.round_trip_ms for e in events], 100 - slowest_pct))
         events = [e for e in events if e.round_trip_ms >= cut]
-        slow_cut = float(np.percentile(latencies, 100 - slowest_pct))
-        request_ms = median(ms for ms in latencies if ms >= slow_cut)
+        cut = float(np.percentile(latencies, 100 - slowest_pct))
+        latencies = [ms for ms in latencies if ms >= cut]
+    request_ms = median(latencies)
     device = [e.device_ms or 0.0 for e in events]
     return HopBreakdown(
-        requests=len(requests),
+        requests=len(latencies),
         batches=len(events),
         request_ms=request_ms,
         client_broker_ms=request_ms - median(e.round_trip_ms for e in events),

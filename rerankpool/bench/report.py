@@ -382,22 +382,22 @@ def _hops(r: SweepResult) -> str:
     tail = f"slowest {analysis.TAIL_PCT:g} %"
     for c in r.configs:
         for label, h in (("all (p50)", analysis.hop_breakdown(c)),
-                         (tail, analysis.hop_breakdown(c, analysis.TAIL_PCT)
-                          if len(c.batch_events) >= analysis.TAIL_MIN_BATCHES else None)):
+                         (tail, analysis.hop_breakdown(c, analysis.TAIL_PCT))):
             if h is not None:
                 rows.append((c.batch, c.concurrency, label, _f(h.request_ms), _f(h.client_broker_ms),
                              _f(h.broker_worker_ms), _f(h.handoffs_ms), _f(h.tokenize_ms), _f(h.device_ipc_ms),
                              _f(h.model_ms)))
     if not rows:
         return ""
-    table = _table(["Batch", "Conc", "Batches", "Request", "Client + broker", "Broker <-> worker",
+    table = _table(["Batch", "Conc", "Subset", "Request", "Client + broker", "Broker <-> worker",
                     "Worker hand-offs", "Tokenize", "Worker <-> device process", "Model"], rows)
     note = ("_Medians, ms. Request is the client's p50; the other columns are medians of each batch's parts "
             "(see Hops in the definitions), so they add up to the request only roughly, and at concurrency "
             f"above 1 the queueing lands in Client + broker. The {tail} row (configs of "
             f"{analysis.TAIL_MIN_BATCHES} batches or more) takes the same medians over the slowest "
             f"{analysis.TAIL_PCT:g} % of requests and of batches (by round trip): it shows which hops a tail comes "
-            "from. When every hop slows at once, the host is the cause (see CPU Steal)._")
+            "from. When every hop slows at once, the host is the cause (CPU Steal shows it where the "
+            "hypervisor reports it)._")
     return "\n\n".join(["### Where a Request's Time Goes", table, note])
 
 
@@ -479,11 +479,12 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
              "worker and back (the client, the broker's own work, the wire between them, and the wait for a "
              "split request's slower batch). Broker <-> worker: that round trip minus the worker's time from "
              "the batch's arrival to its result. Worker hand-offs: the worker's time outside tokenizing and "
-             "inference (its threads passing the batch on). Worker <-> device process: inference minus the "
-             "chunks' time in the device process (the ipc hop both ways, and any wait in its socket while it "
-             "was busy). Model: the device process's time from taking the chunks off its socket to its reply "
-             "(a pass ahead of them, the forward pass, the copy back), or the inference where the worker runs "
-             "the model."),
+             "inference (its threads passing the batch on; none where a `--device-process` worker does all on "
+             "one thread). Worker <-> device process: inference minus the chunks' time in the device process "
+             "(the ipc hop both ways, any wait in its socket while it was busy, and a reply's wait while the "
+             "worker tokenizes its next batch). Model: the device process's time from taking the chunks off "
+             "its socket to its reply (a pass ahead of them, the forward pass, the copy back), or the inference "
+             "where the worker runs the model."),
     ("Worker throughput / busy", "a worker's pairs / summed wall time; busy = its tokenization + "
                                  "inference time / summed wall time."),
     ("Correlation", "Pearson r between per-request latency and per-request throughput."),
