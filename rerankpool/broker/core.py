@@ -9,6 +9,7 @@ logic with a fake clock and any order of events.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -67,7 +68,9 @@ class PoolCore:
         self.workers = WorkerRegistry(config.liveness)
         self.counters = Counters()
         self.quarantine: deque[list[Pair]] = deque()  # suspect pairs, each group run alone on an idle worker
-        self._next_batch_id = 1
+        # Ids start at random: a worker that reconnects to a restarted broker may still send
+        # results of the old one's batches, and those must not pass for this one's.
+        self._next_batch_id = secrets.randbits(48)
 
     # -- requests ---------------------------------------------------------------------
 

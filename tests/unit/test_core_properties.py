@@ -198,6 +198,22 @@ def test_no_workers_at_deadline_says_so():
     assert outcome.error_code == ErrorCode.NO_WORKERS
 
 
+def test_a_restarted_broker_discards_results_of_the_old_ones_batches():
+    """A worker that reconnects to a restarted broker may still send the old broker's results."""
+    old, new = PoolCore(), PoolCore()
+    sent = []
+    for core in (old, new):
+        core.register(b"w", info(2), 0.0)
+        core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 3), 0.0)
+        [(_, batch)] = core.dispatch(0.0)
+        sent.append(batch)
+    stale = sent[0]  # the old broker's batch, answered to the new one
+    assert new.on_result(b"w", stale.id, np.zeros(3, np.float32), 0.1) == (None, [])
+    assert new.workers.in_flight_batches() == 1  # its own batch still waits for its own result
+    batch, [outcome] = new.on_result(b"w", sent[1].id, np.ones(3, np.float32), 0.1)
+    assert batch is sent[1] and list(outcome.scores) == [1.0, 1.0, 1.0]
+
+
 def test_worker_for_another_model_is_refused():
     core = PoolCore()
     assert core.register(b"a", info(2), 0.0) is None
