@@ -349,11 +349,13 @@ class BatchTimings:
     """Per-batch timings a worker reports with its scores.
 
     ``worker_ms`` runs from the batch's arrival at the worker to its result, so
-    ``worker_ms - tokenize_ms - inference_ms`` is the worker's own hand-offs.
+    ``worker_ms - tokenize_ms - inference_ms`` is the worker's own hand-offs (none for a
+    ``--device-process`` worker, which does all on one thread).
     ``device_ms`` is the time its chunks spent in the device process from when it took
     them off its socket (the longest of them, as a batch's chunks are sent together; 0
     when the worker runs the model itself), so ``inference_ms - device_ms`` is the ipc
-    hop, and any wait in that socket while the process was busy.
+    hop, any wait in that socket while the process was busy, and the wait of a reply
+    that came while the worker was tokenizing its next batch.
     """
 
     size: int
@@ -412,7 +414,7 @@ def encode_failed(batch_id: int, error: str) -> list[bytes]:
 # -- worker <-> device process -------------------------------------------------------
 
 
-def encode_forward(kind: str, arrays: dict[str, np.ndarray], tag: int = 0) -> list[bytes]:
+def encode_forward(kind: str, arrays: dict[str, np.ndarray], *, tag: int) -> list[bytes]:
     """A forward request: the header names each array's dtype and shape; the bytes follow as frames."""
     shapes = {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}
     return [*pack({"op": D_FORWARD, "tag": tag, "kind": kind, "arrays": shapes}),

@@ -1,4 +1,4 @@
-"""The worker's side of ``--device-process``: an engine that runs its chunks in the host's device process."""
+"""The worker's side of ``--device-process``: its chunks go to the host's device process, which runs the model."""
 
 from __future__ import annotations
 
@@ -42,22 +42,22 @@ class DeviceReply:
 class DeviceClient:
     """Sends chunks to the device process and reads its replies.
 
-    ``send`` and ``read`` let a worker keep several chunks in flight on one socket (its
-    event loop polls ``socket``); ``forward`` is the blocking form, one chunk at a time.
-    A worker whose device process died raises ``EngineGone`` (see ``check_alive``): it
-    exits, the supervisor restarts it, the broker retries its batches.
+    A worker keeps several chunks in flight on one socket (its loop polls ``socket``):
+    ``send`` returns the tag the chunk's reply will carry, ``read`` takes a reply.
+    If the device process dies, the chunks it held are lost: ``check_alive`` (called while
+    chunks are out) and ``read`` (a reply from a new process) raise ``EngineGone``, the
+    worker exits, the supervisor restarts it, and the broker retries its batches.
     """
 
     def __init__(self, endpoint: str, ctx: zmq.Context, start_timeout_s: float = 600.0,
                  check_every_s: float = 1.0) -> None:
         self.endpoint = endpoint
-        self.check_every_ms = int(1000 * check_every_s)
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
         self.socket.send_multipart(P.pack({"op": P.D_HELLO}))
         deadline = time.monotonic() + start_timeout_s
-        while not self.socket.poll(self.check_every_ms):
+        while not self.socket.poll(int(1000 * check_every_s)):
             if time.monotonic() > deadline:  # not fatal: the supervisor restarts this worker, which asks again
                 raise EngineGone(
                     f"no device process answered at {endpoint} within {start_timeout_s:.0f} s "
@@ -75,41 +75,29 @@ class DeviceClient:
         """Queue a chunk for the device process; returns the tag its reply will carry."""
         tag = next(self._tags)
         kind, arrays = chunk_arrays(chunk)
-        self.socket.send_multipart(P.encode_forward(kind, arrays, tag), copy=False)
+        self.socket.send_multipart(P.encode_forward(kind, arrays, tag=tag), copy=False)
         return tag
 
     def read(self, frames: list[bytes]) -> DeviceReply:
         """One reply off ``socket``, as sent by the device process."""
-        header = P.unpack(frames)
-        tag = header.get("tag")
-        if not header.get("ok"):
-            return DeviceReply(tag, None, f"device process: {header.get('error')}")
-        self._memory = header.get("memory", {})
-        self.pid = header.get("pid", self.pid)  # a restarted device process, reached after a reconnect
-        return DeviceReply(tag, P.from_f32(header["scores"]), None, float(header.get("device_ms", 0.0)),
-                           header.get("computed_tokens"))
+        try:
+            header = P.unpack(frames)
+            if header.get("ok") and header.get("pid", self.pid) != self.pid:
+                raise EngineGone(f"device process {self.pid} was replaced by {header['pid']}: "
+                                 "the chunks it held are lost")
+            tag = header.get("tag")
+            if not header.get("ok"):
+                return DeviceReply(tag, None, f"device process: {header.get('error')}")
+            self._memory = header.get("memory", {})
+            return DeviceReply(tag, P.from_f32(header["scores"]), None, float(header.get("device_ms", 0.0)),
+                               header.get("computed_tokens"))
+        except (P.ProtocolError, KeyError, TypeError, ValueError) as exc:
+            raise EngineGone(f"unreadable reply from device process {self.pid}: {exc}") from exc
 
     def check_alive(self) -> None:
         """Raise ``EngineGone`` if the device process has exited (its replies will never come)."""
         if not _alive(self.pid):
             raise EngineGone(f"device process {self.pid} at {self.endpoint} is gone")
-
-    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
-        tag = self.send(chunk)
-        while True:
-            while not self.socket.poll(self.check_every_ms):
-                self.check_alive()
-            reply = self.read(self.socket.recv_multipart())
-            if reply.tag in (tag, None):
-                break
-        if reply.scores is None:
-            raise RuntimeError(reply.error)
-        if isinstance(chunk, PackedChunk) and reply.computed_tokens not in (None, chunk.real_tokens):
-            chunk.computed_tokens = reply.computed_tokens
-        return reply.scores
-
-    def warmup(self, shapes: list[tuple[int, int]]) -> None:
-        """Nothing to do: the device process warmed the model up before it answered hello."""
 
     def memory(self) -> dict[str, float]:
         """The device process's allocator figures, as of its last reply."""

@@ -7,7 +7,9 @@ the socket thread tokenizes a batch as it arrives, sends its chunks to the devic
 process without waiting, and answers the broker when the last chunk's scores are
 back. While the device process runs one batch, the next is tokenized, as before.
 This saves the three thread hand-offs a batch took (socket thread to tokenizer to
-forward loop and back), about 0.2 ms of a lone request on the H100 host.
+forward loop and back): a lone request took 0.1-0.6 ms less on the H100 host, and at
+saturation a worker's next batch reaches the device process while its last one runs
+(``bench/results/GPU.md``).
 """
 
 from __future__ import annotations
@@ -22,27 +24,27 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool.sockets import received
 from rerankpool.worker.device_client import DeviceClient, DeviceReply
-from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
+from rerankpool.worker.engines.base import Chunk, EncodedBatch, EngineGone, PackedChunk
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # each batch is its own: a restarted broker may reuse an id
 class OpenBatch:
     """A batch whose chunks are with the device process; its scores fill in as their replies come."""
 
     message: P.BatchMessage
     encoded: EncodedBatch
     arrived: float  # perf_counter when the batch came off the broker's socket
-    tokenize_ms: float
-    sent: float  # perf_counter when its chunks were sent
-    waiting: int  # chunks not yet answered
+    sent: float  # perf_counter when its chunks were sent (after tokenizing)
+    waiting: int = field(init=False)  # chunks not yet answered
     scores: np.ndarray = field(init=False)
     device_ms: float = 0.0  # its chunks' time in the device process; they go together, so the longest
     error: str | None = None
 
     def __post_init__(self) -> None:
+        self.waiting = len(self.encoded.chunks)
         self.scores = np.empty(self.encoded.size, dtype=np.float32)
 
     def add(self, chunk: Chunk | PackedChunk, reply: DeviceReply) -> bool:
@@ -66,7 +68,7 @@ class OpenBatch:
         end = time.perf_counter()
         timings = P.BatchTimings(
             size=self.encoded.size,
-            tokenize_ms=self.tokenize_ms,
+            tokenize_ms=1000.0 * (self.sent - self.arrived),
             inference_ms=1000.0 * (end - self.sent),
             real_tokens=self.encoded.real_tokens,
             padded_tokens=self.encoded.padded_tokens,
@@ -80,9 +82,11 @@ class OpenBatch:
 class DeviceStages:
     """Tokenizes on the calling thread and keeps the batches' chunks in flight with the device process.
 
-    The worker's socket loop calls ``submit`` for each batch, polls ``socket``, calls
-    ``collect`` when it is readable and ``check`` now and then; each returns the frames
-    to send to the broker.
+    The worker's socket loop calls ``submit`` for each batch, polls ``socket`` and calls
+    ``collect`` when it is readable; both return the frames to send to the broker. It
+    calls ``check`` now and then, which raises ``EngineGone`` if the device process is
+    gone, as ``collect`` does when its replies stop making sense: the worker exits, the
+    supervisor restarts it and the broker gives its batches to other workers.
     """
 
     def __init__(self, tokenizer: PairTokenizer, device: DeviceClient, policy: ChunkPolicy) -> None:
@@ -90,8 +94,8 @@ class DeviceStages:
         self.device = device
         self.policy = policy
         self.socket: zmq.Socket = device.socket
-        self._open: dict[int, OpenBatch] = {}  # by batch id
-        self._chunks: dict[int, tuple[int, Chunk | PackedChunk]] = {}  # by tag: (batch id, chunk)
+        self._open: set[OpenBatch] = set()
+        self._chunks: dict[int, tuple[OpenBatch, Chunk | PackedChunk]] = {}  # by tag
 
     @property
     def pending(self) -> int:
@@ -99,41 +103,31 @@ class DeviceStages:
         return len(self._open)
 
     def submit(self, message: P.BatchMessage) -> list[list[bytes]]:
+        """Tokenize a batch and send its chunks on; returns the results already back (and a failure)."""
+        done = self.collect()  # first the batches the device process has finished meanwhile
         arrived = time.perf_counter()
         try:
             encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy)
         except Exception as exc:
-            return [P.encode_failed(message.id, f"tokenization failed: {exc!r}")]
-        sent = time.perf_counter()
-        batch = OpenBatch(message, encoded, arrived, 1000.0 * (sent - arrived), sent, len(encoded.chunks))
+            return [*done, P.encode_failed(message.id, f"tokenization failed: {exc!r}")]
+        batch = OpenBatch(message, encoded, arrived, time.perf_counter())
         if not encoded.chunks:  # nothing to run
-            return [batch.result(self.device.memory())]
-        self._open[message.id] = batch
+            return [*done, batch.result(self.device.memory())]
+        self._open.add(batch)
         for chunk in encoded.chunks:
-            self._chunks[self.device.send(chunk)] = (message.id, chunk)
-        return []
+            self._chunks[self.device.send(chunk)] = (batch, chunk)
+        return done
 
     def collect(self) -> list[list[bytes]]:
         """Read the device process's replies; the frames of every batch they complete."""
         done = []
         for frames in received(self.socket):
-            try:
-                reply = self.device.read(frames)
-            except P.ProtocolError as exc:
-                logger.warning("dropped a malformed reply from the device process: %s", exc.message)
-                continue
-            if reply.tag is None:
-                # The device process could not read a request of ours, and which one is unknown:
-                # every open batch fails (the broker fails their requests) rather than wait forever.
-                logger.error("the device process answered a request it could not read: %s", reply.error)
-                done += self._fail_all(reply.error or "device process: unreadable request")
-                continue
-            if reply.tag not in self._chunks:  # a chunk of a batch that already failed
-                continue
-            batch_id, chunk = self._chunks.pop(reply.tag)
-            batch = self._open[batch_id]
+            reply = self.device.read(frames)  # EngineGone if it cannot be read, or came from a new process
+            if reply.tag not in self._chunks:
+                raise EngineGone(f"the device process answered a request this worker did not send: {reply.error}")
+            batch, chunk = self._chunks.pop(reply.tag)
             if batch.add(chunk, reply):
-                del self._open[batch_id]
+                self._open.discard(batch)
                 done.append(batch.result(self.device.memory()))
         return done
 
@@ -141,9 +135,3 @@ class DeviceStages:
         """Raise ``EngineGone`` if chunks are out and the device process has died."""
         if self._chunks:
             self.device.check_alive()
-
-    def _fail_all(self, error: str) -> list[list[bytes]]:
-        frames = [P.encode_failed(batch_id, error) for batch_id in self._open]
-        self._open.clear()
-        self._chunks.clear()
-        return frames

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import zmq
 
@@ -105,6 +106,25 @@ def warmup_shapes(policy: ChunkPolicy, max_length: int) -> list[tuple[int, int]]
     return shapes
 
 
+class Stages(Protocol):
+    """What the socket loop needs of a worker's stages (``Pipeline`` or ``DeviceStages``)."""
+
+    socket: zmq.Socket  # readable when ``collect`` has results
+
+    @property
+    def pending(self) -> int:
+        """Batches submitted and not yet answered."""
+
+    def submit(self, message: P.BatchMessage) -> list[list[bytes]]:
+        """Take a batch; returns frames for the broker now (a failure, or results already finished)."""
+
+    def collect(self) -> list[list[bytes]]:
+        """The frames of the batches finished since the last call."""
+
+    def check(self) -> None:
+        """Raise if the stages can run nothing more."""
+
+
 class WorkerRefused(RuntimeError):
     """The broker will not take this worker (for instance, a different model)."""
 
@@ -119,7 +139,7 @@ class Worker:
         self.ctx = ctx or zmq.Context.instance()
         self.model = resolve_model(config.model)
         if config.device_endpoint:  # the device process loads the model, warms it up and runs it
-            self.engine: Engine = DeviceClient(config.device_endpoint, self.ctx)
+            self.engine: Engine | DeviceClient = DeviceClient(config.device_endpoint, self.ctx)
         else:
             self.engine = load_engine(config.engine_config(self.model))
         self.policy = config.policy(packed=getattr(self.engine, "packed", False))
@@ -127,13 +147,12 @@ class Worker:
             self.model.path / "tokenizer.json", config.max_length, fast=config.fast_tokenizer, threads=config.threads
         )
         logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
-        if config.warmup:
+        if config.warmup and not isinstance(self.engine, DeviceClient):  # a device process warms up itself
             start = time.perf_counter()
             self.engine.warmup(warmup_shapes(self.policy, config.max_length))
             logger.debug("warm-up took %.0f ms", 1000 * (time.perf_counter() - start))
         freeze_startup_heap()  # the model, tokenizer and libraries are loaded for good
         self._stop = threading.Event()
-        self._dealer: zmq.Socket | None = None
 
     def info(self) -> P.WorkerInfo:
         return P.WorkerInfo(
@@ -191,7 +210,7 @@ class Worker:
         if failure:
             raise failure[0]
 
-    def _serve(self, stages: Pipeline | DeviceStages) -> None:
+    def _serve(self, stages: Stages) -> None:
         """The socket loop: register, heartbeats both ways, batches in, results out, reconnects."""
         dealer = self._connect()
         poller = zmq.Poller()
@@ -226,7 +245,7 @@ class Worker:
                     for frames in received(dealer):
                         broker_expires = now + interval * self.config.liveness
                         backoff = self.config.reconnect_initial_s
-                        for reply in self._on_broker(frames, dealer, stages):
+                        for reply in self._on_broker(frames, stages):
                             dealer.send_multipart(reply)
                 if now >= next_heartbeat:
                     stages.check()
@@ -246,8 +265,7 @@ class Worker:
         finally:
             dealer.close(0)
 
-    def _on_broker(self, frames: list[bytes], dealer: zmq.Socket, stages: Pipeline | DeviceStages
-                   ) -> list[list[bytes]]:
+    def _on_broker(self, frames: list[bytes], stages: Stages) -> list[list[bytes]]:
         """Act on one message from the broker; returns what to send it back now."""
         try:
             header = P.unpack(frames)

@@ -26,7 +26,7 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.sockets import received
-from rerankpool.worker.engines.base import EncodedBatch, Engine, EngineGone, run_batch
+from rerankpool.worker.engines.base import EncodedBatch, Engine, run_batch
 from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Pipeline:
         self.engine = engine
         self.policy = policy
         self._ctx = ctx
-        self.socket = ctx.socket(zmq.PULL)  # the stages' results, for the socket thread
+        self.socket: zmq.Socket = ctx.socket(zmq.PULL)  # the stages' results, for the socket thread
         self.socket.bind(self.endpoint)
         self._inbox: queue.Queue = queue.Queue()
         self._tokenized: queue.Queue = queue.Queue(maxsize=depth)
@@ -145,8 +145,6 @@ class Pipeline:
             start = time.perf_counter()
             try:
                 scores = run_batch(self.engine, item.encoded)
-            except EngineGone:
-                raise  # not this batch's fault: the worker stops, and the broker retries its batches
             except Exception as exc:
                 logger.exception("batch %d failed in the model", item.message.id)
                 out.send_multipart(P.encode_failed(item.message.id, f"{type(exc).__name__}: {exc}"))

@@ -141,6 +141,7 @@ def test_stats_report_batches_and_workers(pool):
     assert event["round_trip_ms"] >= event["worker_ms"] >= event["tokenize_ms"] + event["inference_ms"]
     if "--device-process" in pool.worker_args:
         assert event["inference_ms"] >= event["device_ms"] > 0
+        assert max(e["chunks"] for e in stats["events"]) > 1  # mixed lengths: chunks in flight together
     else:
         assert event["device_ms"] == 0.0
 
