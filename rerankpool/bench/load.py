@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from rerankpool.bench.results import RequestSample
 from rerankpool.client import AsyncClient
 from rerankpool.errors import RerankPoolError
-from rerankpool.heap import freeze_startup_heap
+from rerankpool.heap import freeze_startup_heap, frozen_heap
 
 PROGRESS_EVERY = 64  # requests between progress messages from a load process
 
@@ -55,8 +55,8 @@ def run_load(
     """Send every request with ``concurrency`` clients; returns (wall seconds, one sample per request)."""
     processes = max(1, min(processes, concurrency, len(requests)))
     if processes == 1:
-        freeze_startup_heap()  # the workload is built: no pause of the clients to walk it
-        return asyncio.run(_run(address, requests, concurrency, timeout_s, on_done))
+        with frozen_heap():  # the workload is built: no pause of the clients to walk it
+            return asyncio.run(_run(address, requests, concurrency, timeout_s, on_done))
     return _run_processes(address, requests, concurrency, timeout_s, on_done, processes)
 
 
