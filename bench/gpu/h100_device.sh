@@ -20,6 +20,7 @@
 #      request, and saturation (unpack it first with `git archive 280102c rerankpool | tar -x -C .carry/old`)
 #   15 probes: two small graph passes on two streams (lanes_probe) and tokenizer threads (tokenize_threads)
 #   16 the host alone: 8 processes of fixed CPU work, looking for stalls that hit them all at once (stall_probe)
+#   17 a check of session 6's last code (after its review mends): L6 and L12, a lone request and saturation
 # Parts 11 and 12 take TAG (the runs' names) and WHAT (the code they measure); session 6 ran them with
 # TAG=onethread after the --device-process worker went single-threaded.
 # Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
@@ -88,6 +89,14 @@ elif [ "${1:-1}" = 12 ]; then
         --title "H100: L12 (default, real), a lone 32-pair request, SQuAD pairs, repeat $i" \
         --description "as h100-l6-lone$F-r$i"
   done
+elif [ "${1:-1}" = 17 ]; then
+  names="h100-l6-check6 h100-l12-check6"
+  T=150 run --out $R/h100-l6-check6 --model /tmp/l6 $POOL --concurrency 1,128 --pairs 40000 --broker-args "$BROKER" \
+      --worker-args "$DP" --title "H100: L6 stand-in, SQuAD pairs, session 6's last code" \
+      --description "after the review mends of the single-threaded --device-process worker"
+  T=150 run --out $R/h100-l12-check6 --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
+      --broker-args "$BROKER" --worker-args "$DP" --title "H100: L12 (default, real), SQuAD pairs, session 6's last code" \
+      --description "as h100-l6-check6"
 elif [ "${1:-1}" = 16 ]; then
   # The host alone, nothing of ours running: do all processes stall at once, now and then?
   timeout 60 python3 bench/gpu/stall_probe.py 8 12 2>&1 | tee $R/stall-probe.txt
