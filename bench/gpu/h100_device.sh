@@ -17,7 +17,8 @@
 #   12 lone requests, three fresh pools each for L6 and L12, by turns
 #   13 --compile (fused add + LayerNorm): kernel profile, and L12 eager and compiled by turns
 #   14 (MODEL: l6 or l12) the single-threaded worker of --device-process against 280102c, taking turns: a lone
-#      request, and saturation (unpack it first with `git archive 280102c rerankpool | tar -x -C .carry/old`)
+#      request, and saturation (unpack it first with `git archive 280102c rerankpool | tar -x -C .carry/old`);
+#      OLD=a299e72 AB=mends NEW="the code after the review mends" ran it against the code measured before them
 #   15 probes: two small graph passes on two streams (lanes_probe) and tokenizer threads (tokenize_threads)
 #   16 the host alone: 8 processes of fixed CPU work, looking for stalls that hit them all at once (stall_probe)
 #   17 a check of session 6's last code (after its review mends): L6 and L12, a lone request and saturation
@@ -47,15 +48,17 @@ if [ "${1:-1}" = 14 ]; then
     l6) M=/tmp/l6; NAME="L6 stand-in" ;;
     *) M=ms-marco-MiniLM-L-12-v2; NAME="L12 (default, real)" ;;
   esac
+  # OLD: the revision unpacked in .carry/old; AB: the runs' names (h100-MODEL-AB-old-1 ...); NEW: this tree, in words.
+  OLD=${OLD:-280102c}; AB=${AB:-worker}; NEW=${NEW:-"the single-threaded --device-process worker"}
   names=""
   for i in 1 2; do
     for v in old new; do
-      n=h100-${2:-l6}-worker-$v-$i; names="$names $n"
-      what="the single-threaded --device-process worker"; [ $v = old ] && what="the code of 280102c (worker threads)"
+      n=h100-${2:-l6}-$AB-$v-$i; names="$names $n"
+      what=$NEW; [ $v = old ] && what="the code of $OLD"
       (if [ $v = old ]; then cd .carry/old; export PYTHONPATH=/tmp/site:$OLDPWD/.carry/site; fi
        T=150 run --out $R/$n --model $M $POOL --concurrency 1,128 --pairs 40000 --broker-args "$BROKER" \
          --worker-args "$DP" --title "H100: $NAME, SQuAD pairs, $what (A/B $i)" \
-         --description "this session's worker and the last one's take turns on one host")
+         --description "this tree and $OLD take turns on one host")
     done
   done
 elif [ "${1:-1}" = 15 ]; then
