@@ -1,6 +1,7 @@
 """rerankpool: serve cross-encoder rerankers from a pool of worker processes over ZeroMQ."""
 
-from rerankpool.client import AsyncClient, Client, Hit
+from rerankpool._version import __version__
+from rerankpool.client import AsyncClient, Client, Hit, Ranking, Scores, Usage
 from rerankpool.errors import (
     BadRequest,
     DeadlineExceeded,
@@ -13,7 +14,6 @@ from rerankpool.errors import (
     WorkerFailed,
 )
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
@@ -24,9 +24,12 @@ __all__ = [
     "NoReply",
     "NoWorkers",
     "Overloaded",
+    "Ranking",
     "RerankPoolError",
+    "Scores",
     "ServerError",
     "ShuttingDown",
+    "Usage",
     "WorkerFailed",
     "__version__",
 ]

@@ -18,7 +18,9 @@ Client -> broker (client DEALER, broker frontend ROUTER)::
 
 Broker -> client::
 
-    {"id": int, "ok": True, "scores": f32 bytes, "indices": i32 bytes (rerank only)}
+    {"id": int, "ok": True, "scores": f32 bytes, "indices": i32 bytes (rerank only),
+     "usage": {"tokens": int, "tokenize_ms": float, "queue_ms": float, "inference_ms": float}}
+        # usage: tokens of all pairs; each stage's time as the mean over the pairs
     {"id": int, "ok": True, "stats": {...}} / {"id": int, "ok": True, "pong": {...}}
     {"id": int|None, "ok": False, "error": {"code": str, "message": str}}
 
@@ -26,7 +28,8 @@ Worker -> broker (worker DEALER, broker backend ROUTER)::
 
     {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length}}
     {"op": "heartbeat"}
-    {"op": "result", "id": batch_id, "scores": f32 bytes, "timings": {...}, "memory": {...}}
+    {"op": "result", "id": batch_id, "scores": f32 bytes, "tokens": i32 bytes (per pair), "timings": {...},
+     "memory": {...}}
     {"op": "failed", "id": batch_id, "error": str}
     {"op": "draining"}                # send no more batches; "bye" follows when done
     {"op": "bye"}
@@ -299,10 +302,13 @@ def from_i32(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i4")
 
 
-def encode_scores_reply(request_id: int, scores: np.ndarray, indices: np.ndarray | None = None) -> list[bytes]:
+def encode_scores_reply(request_id: int, scores: np.ndarray, indices: np.ndarray | None = None,
+                        usage: dict[str, float] | None = None) -> list[bytes]:
     header: dict[str, Any] = {"id": request_id, "ok": True, "scores": f32_bytes(scores)}
     if indices is not None:
         header["indices"] = i32_bytes(indices)
+    if usage is not None:
+        header["usage"] = usage
     return pack(header)
 
 
@@ -401,9 +407,11 @@ def decode_batch(header: dict[str, Any]) -> BatchMessage:
     )
 
 
-def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float]) -> list[bytes]:
-    return pack({"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "timings": timings.__dict__,
-                 "memory": memory})
+def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float],
+                  tokens: np.ndarray) -> list[bytes]:
+    """A scored batch: scores and each pair's token count in batch order, and the batch's timings."""
+    return pack({"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "tokens": i32_bytes(tokens),
+                 "timings": timings.__dict__, "memory": memory})
 
 
 def encode_failed(batch_id: int, error: str) -> list[bytes]:

@@ -22,15 +22,31 @@ logger = logging.getLogger(__name__)
 RequestKey = tuple[bytes, int]  # (client routing identity, client's request id)
 
 
+@dataclass(frozen=True)
+class BatchCost:
+    """What a scored batch cost each of its pairs, for the requests' usage.
+
+    ``tokens`` and ``queue_ms`` are per pair (tokens as the worker's tokenizer counted
+    them); the stage times are the batch's, shared by all its pairs.
+    """
+
+    tokens: np.ndarray
+    queue_ms: np.ndarray
+    tokenize_ms: float
+    inference_ms: float
+
+
 @dataclass
 class Outcome:
-    """A finished request: either scores (input order) or an error."""
+    """A finished request: either scores (input order) and their usage, or an error."""
 
     key: RequestKey
     request: Request
     scores: np.ndarray | None = None
     error_code: str | None = None
     error_message: str | None = None
+    received_at: float = 0.0
+    usage: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -45,6 +61,16 @@ class _Pending:
     scores: np.ndarray
     done: np.ndarray
     remaining: int
+    tokens: int = 0  # the usage so far: tokens, and stage times summed over the pairs scored
+    tokenize_ms: float = 0.0
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+
+    def usage(self) -> dict[str, float]:
+        """Tokens in all, and each stage's time as the mean over the pairs (as TEI reports them)."""
+        n = max(1, self.request.n_pairs - self.remaining)
+        return {"tokens": self.tokens, "tokenize_ms": self.tokenize_ms / n, "queue_ms": self.queue_ms / n,
+                "inference_ms": self.inference_ms / n}
 
 
 def finalize(request: Request, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -98,10 +124,10 @@ class RequestTable:
             pairs.append(Pair(key, i, query, doc, estimate_tokens(query, doc, self.max_length)))
         return pairs
 
-    def fill(self, pairs: Sequence[Pair], scores: np.ndarray) -> list[Outcome]:
-        """Record a batch's scores; returns the requests this completes."""
+    def fill(self, pairs: Sequence[Pair], scores: np.ndarray, cost: BatchCost | None = None) -> list[Outcome]:
+        """Record a batch's scores (and what they cost); returns the requests this completes."""
         completed: list[Outcome] = []
-        for pair, score in zip(pairs, scores):
+        for i, (pair, score) in enumerate(zip(pairs, scores)):
             entry = self._pending.get(pair.key)  # type: ignore[arg-type]
             if entry is None:
                 continue  # request already answered (timeout, error): drop late scores
@@ -112,6 +138,11 @@ class RequestTable:
             entry.scores[pair.index] = score
             entry.done[pair.index] = True
             entry.remaining -= 1
+            if cost is not None:
+                entry.tokens += int(cost.tokens[i])
+                entry.queue_ms += float(cost.queue_ms[i])
+                entry.tokenize_ms += cost.tokenize_ms
+                entry.inference_ms += cost.inference_ms
             if entry.remaining == 0:
                 completed.append(self._finish(pair.key, scores=entry.scores))  # type: ignore[arg-type]
         return completed
@@ -154,4 +185,5 @@ class RequestTable:
     ) -> Outcome:
         entry = self._pending.pop(key)
         self.answered += 1
-        return Outcome(key, entry.request, scores, code, message)
+        return Outcome(key, entry.request, scores, code, message, entry.received_at,
+                       entry.usage() if scores is not None else None)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rerankpool import protocol as P
-from rerankpool.broker.assembly import Outcome, RequestKey, RequestTable
+from rerankpool.broker.assembly import BatchCost, Outcome, RequestKey, RequestTable
 from rerankpool.broker.batching import Batcher, BatchingConfig, Pair
+from rerankpool.broker.metrics import PoolMetrics
 from rerankpool.broker.registry import Batch, LivenessConfig, WorkerRegistry, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,10 @@ class CoreConfig:
 
 
 class Counters:
-    """Running totals for the stats op."""
+    """Running totals for the stats op; ``metrics`` holds the histograms and per-op outcomes."""
 
     def __init__(self) -> None:
+        self.metrics = PoolMetrics()
         self.requests = 0
         self.replies_ok = 0
         self.replies_error: dict[str, int] = {}
@@ -51,8 +53,14 @@ class Counters:
         self.pairs_scored += n
         self._recent.append((now, n))
 
-    def error(self, code: str) -> None:
+    def ok(self, op: str) -> None:
+        self.replies_ok += 1
+        self.metrics.outcome(op, "ok")
+
+    def error(self, code: str, op: str) -> None:
+        """An error answer; ``op`` is the request's, or ``invalid`` for one that could not be read."""
         self.replies_error[code] = self.replies_error.get(code, 0) + 1
+        self.metrics.outcome(op, code)
 
     def pairs_per_s(self, now: float, window_s: float = 2.0) -> float:
         while self._recent and self._recent[0][0] < now - window_s:
@@ -83,11 +91,11 @@ class PoolCore:
         self.counters.requests += 1
         if key in self.requests:
             return self._refuse(
-                P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection"
+                req.op, P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection"
             )
         if self.queued_pairs + req.n_pairs > self.config.max_queued_pairs:
             return self._refuse(
-                P.ErrorCode.OVERLOADED,
+                req.op, P.ErrorCode.OVERLOADED,
                 f"{self.queued_pairs} pairs queued (limit {self.config.max_queued_pairs}); back off and retry",
             )
         pairs = self.requests.add(key, req, now, self.config.request_timeout_ms)
@@ -95,8 +103,8 @@ class PoolCore:
         self.batcher.add(pairs, now)
         return None
 
-    def _refuse(self, code: str, message: str) -> tuple[str, str]:
-        self.counters.error(code)
+    def _refuse(self, op: str, code: str, message: str) -> tuple[str, str]:
+        self.counters.error(code, op)
         return code, message
 
     def expire(self, now: float) -> list[Outcome]:
@@ -114,9 +122,9 @@ class PoolCore:
     def _counted(self, outcomes: list[Outcome]) -> list[Outcome]:
         for outcome in outcomes:
             if outcome.ok:
-                self.counters.replies_ok += 1
+                self.counters.ok(outcome.request.op)
             else:
-                self.counters.error(outcome.error_code or "")
+                self.counters.error(outcome.error_code or "", outcome.request.op)
         return outcomes
 
     # -- workers ----------------------------------------------------------------------
@@ -177,6 +185,7 @@ class PoolCore:
             self.quarantine.append(pairs)
             return []
         logger.error("isolated a poison pair: doc %d of request %s (%s)", pair.index, pair.key, reason)
+        self.counters.metrics.poison_pairs += 1
         outcome = self.requests.fail(
             pair.key,  # type: ignore[arg-type]
             P.ErrorCode.WORKER_ERROR,
@@ -191,19 +200,33 @@ class PoolCore:
             self.batcher.requeue(batch.pairs)
 
     def on_result(
-        self, identity: bytes, batch_id: int, scores: np.ndarray, now: float
+        self, identity: bytes, batch_id: int, scores: np.ndarray, now: float,
+        timings: P.BatchTimings | None = None, tokens: np.ndarray | None = None,
     ) -> tuple[Batch | None, list[Outcome]]:
-        """Take a batch's scores; returns the batch (None if discarded) and the requests it completes."""
+        """Take a batch's scores; returns the batch (None if discarded) and the requests it completes.
+
+        ``timings`` and ``tokens`` (per pair) feed the metrics and the requests' usage; a
+        worker that sends no token counts is charged the broker's estimates.
+        """
         batch = self.workers.complete(identity, batch_id)
         if batch is None:
             logger.debug("discarded a late or duplicate result for batch %s", batch_id)
             return None, []
-        if len(scores) != len(batch.pairs):
-            logger.error("worker returned %d scores for %d pairs; batch requeued", len(scores), len(batch.pairs))
+        n = len(batch.pairs)
+        if len(scores) != n:
+            logger.error("worker returned %d scores for %d pairs; batch requeued", len(scores), n)
             self._requeue([batch])
             return None, []
-        self.counters.scored(now, len(batch.pairs))
-        return batch, self._counted(self.requests.fill(batch.pairs, scores))
+        self.counters.scored(now, n)
+        cost = None
+        if timings is not None:
+            if tokens is None or len(tokens) != n:
+                tokens = np.fromiter((p.tokens for p in batch.pairs), np.int64, n)
+            cost = BatchCost(tokens, batch.queue_ms(), timings.tokenize_ms, timings.inference_ms)
+            self.counters.metrics.batch_done(n, timings.real_tokens, timings.padded_tokens,
+                                             float(cost.queue_ms.mean()) / 1000.0, timings.tokenize_ms / 1000.0,
+                                             timings.inference_ms / 1000.0)
+        return batch, self._counted(self.requests.fill(batch.pairs, scores, cost))
 
     def on_failed(self, identity: bytes, batch_id: int, message: str) -> list[Outcome]:
         """A batch the model raised on: retried in halves to isolate the pair that does it."""

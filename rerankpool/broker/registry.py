@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rerankpool.broker.batching import Pair
 from rerankpool.protocol import WorkerInfo
 
@@ -24,6 +26,10 @@ class Batch:
     pairs: list[Pair]
     sent_at: float = 0.0
     exclusive: bool = False  # a suspect batch: its worker gets nothing else while it runs
+
+    def queue_ms(self) -> np.ndarray:
+        """Each pair's wait in the broker, from its arrival to the batch's sending."""
+        return np.fromiter((1000.0 * (self.sent_at - p.enqueued_at) for p in self.pairs), np.float64, len(self.pairs))
 
 
 @dataclass

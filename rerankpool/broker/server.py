@@ -8,6 +8,7 @@ in ``batching``, ``assembly`` and ``registry``; this module only moves frames.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket as pysocket
 import time
@@ -19,6 +20,7 @@ import numpy as np
 import zmq
 
 from rerankpool import protocol as P
+from rerankpool._version import __version__
 from rerankpool.broker.assembly import Outcome, finalize
 from rerankpool.broker.core import CoreConfig, PoolCore
 from rerankpool.broker.registry import Batch, WorkerState
@@ -159,7 +161,7 @@ class Broker:
             req = P.decode_request(frames, self.config.limits)
         except P.ProtocolError as exc:
             logger.info("refused request from client %s: %s: %s", identity.hex(), exc.code, exc.message)
-            self.core.counters.error(exc.code)
+            self.core.counters.error(exc.code, "invalid")
             self._send_client(identity, P.encode_error_reply(exc.request_id, exc.code, exc.message))
             return
         if req.op == P.OP_PING:
@@ -177,7 +179,7 @@ class Broker:
 
     def _admit(self, identity: bytes, req: P.Request) -> None:
         if self._draining:
-            self.core.counters.error(P.ErrorCode.SHUTTING_DOWN)
+            self.core.counters.error(P.ErrorCode.SHUTTING_DOWN, req.op)
             error: tuple[str, str] | None = (
                 P.ErrorCode.SHUTTING_DOWN, "the broker is shutting down; retry against another broker"
             )
@@ -188,9 +190,10 @@ class Broker:
 
     def _reply(self, outcome: Outcome) -> None:
         identity, request_id = outcome.key
+        self.core.counters.metrics.request_done(time.monotonic() - outcome.received_at)
         if outcome.ok:
             scores, indices = finalize(outcome.request, outcome.scores)  # type: ignore[arg-type]
-            self._send_client(identity, P.encode_scores_reply(request_id, scores, indices))
+            self._send_client(identity, P.encode_scores_reply(request_id, scores, indices, outcome.usage))
         else:
             self._send_client(
                 identity, P.encode_error_reply(request_id, outcome.error_code or "", outcome.error_message or "")
@@ -257,13 +260,16 @@ class Broker:
             logger.info("rerankpool ready: %d worker(s) serving %s at %s", n, info.model, self.frontend_endpoint)
 
     def _on_result(self, identity: bytes, header: dict[str, Any], now: float) -> None:
-        batch, outcomes = self.core.on_result(identity, header["id"], P.from_f32(header["scores"]), now)
+        timings = P.BatchTimings.from_dict(header["timings"])
+        tokens = P.from_i32(header["tokens"]) if isinstance(header.get("tokens"), bytes) else None
+        batch, outcomes = self.core.on_result(identity, header["id"], P.from_f32(header["scores"]), now, timings,
+                                              tokens)
         if batch is None:
             return
         worker = self.core.workers.get(identity)
         if worker is not None and isinstance(header.get("memory"), dict):
             worker.memory = header["memory"]
-        self._record_event(worker, batch, P.BatchTimings.from_dict(header["timings"]), now)
+        self._record_event(worker, batch, timings, now)
         for outcome in outcomes:
             self._reply(outcome)
 
@@ -284,7 +290,7 @@ class Broker:
 
     def _record_event(self, worker: WorkerState | None, batch: Batch, t: P.BatchTimings, now: float) -> None:
         self._event_seq += 1
-        wait_ms = 1000.0 * float(np.mean([batch.sent_at - p.enqueued_at for p in batch.pairs]))
+        wait_ms = float(batch.queue_ms().mean())
         self.events.append(
             {
                 "seq": self._event_seq,
@@ -327,6 +333,9 @@ class Broker:
             "batches_requeued": c.batches_requeued,
             "workers_lost": c.workers_lost,
             "last_event": self._event_seq,
+            "version": __version__,
+            "limits": dataclasses.asdict(self.config.limits),
+            "metrics": c.metrics.as_dict(),
             "workers": [
                 {
                     "name": w.name,

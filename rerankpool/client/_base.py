@@ -25,6 +25,40 @@ class Hit:
     document: str | None = None
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a request cost: the tokens of all its pairs, and each stage's time as the mean over its pairs."""
+
+    tokens: int
+    tokenize_ms: float
+    queue_ms: float
+    inference_ms: float
+
+    @classmethod
+    def from_reply(cls, header: dict[str, Any]) -> "Usage | None":
+        usage = header.get("usage")
+        if not isinstance(usage, dict):
+            return None
+        return cls(int(usage.get("tokens", 0)), float(usage.get("tokenize_ms", 0.0)),
+                   float(usage.get("queue_ms", 0.0)), float(usage.get("inference_ms", 0.0)))
+
+
+class Ranking(list):
+    """``rerank``'s answer: a list of ``Hit``, best first, that also carries the request's ``usage``."""
+
+    def __init__(self, hits: Sequence[Hit] = (), usage: Usage | None = None) -> None:
+        super().__init__(hits)
+        self.usage = usage
+
+
+class Scores(list):
+    """``score``'s answer: a list of floats in input order, that also carries the request's ``usage``."""
+
+    def __init__(self, scores: Sequence[float] = (), usage: Usage | None = None) -> None:
+        super().__init__(scores)
+        self.usage = usage
+
+
 class BaseClient:
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, retries: int = 1) -> None:
         if timeout <= 0:
@@ -82,16 +116,17 @@ class BaseClient:
         return header
 
     @staticmethod
-    def _hits(header: dict[str, Any], docs: Sequence[str], return_documents: bool) -> list[Hit]:
+    def _hits(header: dict[str, Any], docs: Sequence[str], return_documents: bool) -> Ranking:
         scores = P.from_f32(header["scores"])
         indices = P.from_i32(header["indices"])
-        return [
-            Hit(int(i), float(s), docs[int(i)] if return_documents else None) for i, s in zip(indices, scores)
-        ]
+        return Ranking(
+            [Hit(int(i), float(s), docs[int(i)] if return_documents else None) for i, s in zip(indices, scores)],
+            Usage.from_reply(header),
+        )
 
     @staticmethod
-    def _scores(header: dict[str, Any]) -> list[float]:
-        return P.from_f32(header["scores"]).tolist()
+    def _scores(header: dict[str, Any]) -> Scores:
+        return Scores(P.from_f32(header["scores"]).tolist(), Usage.from_reply(header))
 
 
 def reply_id(header: dict[str, Any]) -> int | None:
@@ -99,4 +134,4 @@ def reply_id(header: dict[str, Any]) -> int | None:
     return rid if isinstance(rid, int) else None
 
 
-__all__ = ["BaseClient", "Hit", "DEFAULT_ADDRESS", "GRACE_S", "reply_id"]
+__all__ = ["BaseClient", "Hit", "Ranking", "Scores", "Usage", "DEFAULT_ADDRESS", "GRACE_S", "reply_id"]

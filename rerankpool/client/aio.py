@@ -10,7 +10,7 @@ import zmq
 import zmq.asyncio
 
 from rerankpool import protocol as P
-from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Hit, reply_id
+from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
 from rerankpool.errors import NoReply, ServerError
 from rerankpool.security import ClientSecurity
 
@@ -60,14 +60,14 @@ class AsyncClient(BaseClient):
         return_documents: bool = False,
         activation: str = "raw",
         timeout: float | None = None,
-    ) -> list[Hit]:
+    ) -> Ranking:
         timeout = self._timeout(timeout)
         header = await self._call(self._rerank_request(query, docs, top_k, activation, timeout), timeout)
         return self._hits(header, docs, return_documents)
 
     async def score(
         self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None
-    ) -> list[float]:
+    ) -> Scores:
         timeout = self._timeout(timeout)
         return self._scores(await self._call(self._score_request(pairs, activation, timeout), timeout))
 

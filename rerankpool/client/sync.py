@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Hit, reply_id
+from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
 from rerankpool.errors import NoReply
 from rerankpool.security import ClientSecurity
 
@@ -62,7 +62,7 @@ class Client(BaseClient):
         return_documents: bool = False,
         activation: str = "raw",
         timeout: float | None = None,
-    ) -> list[Hit]:
+    ) -> Ranking:
         """Score ``docs`` against ``query``; best first, cut to ``top_k``.
 
         Scores are the model's raw logits unless ``activation="sigmoid"``.
@@ -73,7 +73,7 @@ class Client(BaseClient):
 
     def score(
         self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None
-    ) -> list[float]:
+    ) -> Scores:
         """Scores of (query, doc) pairs, in input order."""
         timeout = self._timeout(timeout)
         return self._scores(self._call(self._score_request(pairs, activation, timeout), timeout))

@@ -76,7 +76,7 @@ class OpenBatch:
             worker_ms=1000.0 * (end - self.arrived),
             device_ms=self.device_ms,
         )
-        return P.encode_result(self.message.id, self.scores, timings, memory)
+        return P.encode_result(self.message.id, self.scores, timings, memory, self.encoded.pair_tokens())
 
 
 class DeviceStages:

@@ -159,4 +159,5 @@ class Pipeline:
                 chunks=len(item.encoded.chunks),
                 worker_ms=1000.0 * (end - item.arrived),
             )
-            out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory()))
+            out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory(),
+                                               item.encoded.pair_tokens()))

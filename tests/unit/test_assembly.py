@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankpool.broker.assembly import RequestTable, finalize
+from rerankpool.broker.assembly import BatchCost, RequestTable, finalize
 from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request
 
 
@@ -63,3 +63,19 @@ def test_pairs_carry_their_query_and_a_length_estimate():
     p0, p1 = table.add((b"c", 1), req, 0.0, None)
     assert (p0.query, p1.query) == ("another query", "short q")
     assert p1.tokens > p0.tokens
+
+
+def test_usage_sums_tokens_and_averages_stage_times_over_the_pairs():
+    table = RequestTable()
+    pairs = table.add((b"c", 1), Request(1, OP_SCORE, ["q"], None, list("abc")), now=0.0, default_timeout_ms=None)
+    first = BatchCost(np.array([10, 20]), np.array([1.0, 3.0]), tokenize_ms=2.0, inference_ms=4.0)
+    assert table.fill(pairs[:2], np.zeros(2, np.float32), first) == []
+    second = BatchCost(np.array([30]), np.array([5.0]), tokenize_ms=5.0, inference_ms=7.0)
+    [done] = table.fill(pairs[2:], np.zeros(1, np.float32), second)
+    assert done.usage == pytest.approx({"tokens": 60, "queue_ms": 3.0, "tokenize_ms": 3.0, "inference_ms": 5.0})
+
+
+def test_a_failed_request_has_no_usage():
+    table = RequestTable()
+    table.add((b"c", 1), rerank(["a"]), 0.0, None)
+    assert table.fail((b"c", 1), ErrorCode.WORKER_ERROR, "x").usage is None

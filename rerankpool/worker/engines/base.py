@@ -96,6 +96,13 @@ class EncodedBatch:
     def padded_tokens(self) -> int:
         return sum(c.padded_tokens for c in self.chunks)
 
+    def pair_tokens(self) -> np.ndarray:
+        """Each pair's token count, in batch order: what the requests' usage is charged."""
+        tokens = np.zeros(self.size, dtype=np.int32)
+        for c in self.chunks:
+            tokens[c.rows] = c.lengths if isinstance(c, PackedChunk) else c.attention_mask.sum(axis=1)
+        return tokens
+
 
 @runtime_checkable
 class Engine(Protocol):
