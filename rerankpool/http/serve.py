@@ -1,0 +1,117 @@
+"""Run the gateway: one process, or N processes sharing one listening socket.
+
+The socket is bound here, once, before any process starts, so the address is known
+(``--listen HOST:0`` picks a free port, and the ready line names it) and the kernel
+spreads connections over the processes. A gateway process that dies is started
+again: it holds nothing that needs saving.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import tempfile
+import time
+
+from rerankpool.http.config import GatewayConfig
+from rerankpool.security import is_public_endpoint
+
+logger = logging.getLogger(__name__)
+
+RESTART_BACKOFF_S = 1.0
+
+
+def bind(config: GatewayConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {config.listen}: {exc.strerror}; pick another --listen HOST:PORT") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_one(config: GatewayConfig, sock: socket.socket, log_level: str) -> None:
+    """One gateway process: the app under uvicorn, on the shared socket."""
+    import uvicorn
+
+    from rerankpool.http.app import create_app
+    from rerankpool.logs import setup_logging
+
+    setup_logging(log_level, prefix="http")
+
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level=log_level.lower(), access_log=False,
+                                           timeout_graceful_shutdown=5, server_header=False))
+    server.run(sockets=[sock])
+
+
+def serve(config: GatewayConfig, log_level: str = "INFO") -> int:
+    """Serve until SIGINT or SIGTERM; returns the exit code."""
+    if is_public_endpoint(f"tcp://{config.listen}") and not config.api_keys:
+        logger.warning("the gateway listens on %s without an API key: anyone who can reach it can use the pool "
+                       "(give --api-key or --api-keys-file)", config.listen)
+    sock = bind(config)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    logger.info("rerankpool http: listening on http://%s:%d (%d process%s), broker %s", shown, port,
+                config.processes, "" if config.processes == 1 else "es", config.connect)
+    if config.processes <= 1:
+        _run_one(config, sock, log_level)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="rerankpool-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any child imports prometheus_client
+        return _supervise(config, sock, log_level)
+
+
+def _supervise(config: GatewayConfig, sock: socket.socket, log_level: str) -> int:
+    ctx = mp.get_context("spawn")
+    stopping = {"now": False}
+
+    def start(i: int) -> mp.Process:
+        proc = ctx.Process(target=_run_one, args=(config, sock, log_level), name=f"gateway-{i}")
+        proc.start()
+        return proc
+
+    def stop(signum, frame) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    procs = [start(i) for i in range(config.processes)]
+    while not stopping["now"]:
+        for i, proc in enumerate(procs):
+            proc.join(timeout=0.2 / len(procs))
+            if proc.exitcode is not None and not stopping["now"]:
+                logger.error("gateway process %s exited with %s; starting it again", proc.name, proc.exitcode)
+                time.sleep(RESTART_BACKOFF_S)  # a crash loop must not spin
+                procs[i] = start(i)
+    for proc in procs:
+        if proc.exitcode is None:
+            proc.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.exitcode is None:
+            proc.kill()
+    sock.close()
+    return 0
+
+
+def start_process(config: GatewayConfig, log_level: str | None) -> mp.Process:
+    """The gateway in a process of its own (``rerankpool up --http``); ``terminate()`` stops it."""
+    proc = mp.get_context("spawn").Process(target=_serve_child, args=(config, log_level or "INFO"), name="http")
+    proc.start()
+    return proc
+
+
+def _serve_child(config: GatewayConfig, log_level: str) -> None:
+    from rerankpool.logs import setup_logging
+
+    setup_logging(log_level, prefix="http")
+    serve(config, log_level)
