@@ -1,4 +1,4 @@
-"""The ``rerankpool`` command: up, broker, worker, rerank, stats, models (and bench, keys)."""
+"""The ``rerankpool`` command: up, broker, worker, http, rerank, stats, models (and bench, keys)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,47 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--pass-tokens", type=int, default=DEFAULT_PASS_TOKENS,
                    help="--device-process: tokens per merged forward pass at most")
     return p
+
+
+def http_flags(standalone: bool) -> argparse.ArgumentParser:
+    """The gateway's flags: ``rerankpool http``, and ``rerankpool up --http``."""
+    from rerankpool.http.config import GatewayConfig
+
+    d = GatewayConfig()
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("HTTP gateway")
+    if standalone:
+        g.add_argument("--connect", default=DEFAULT_FRONTEND, help="the broker's frontend (where clients connect)")
+        g.add_argument("--listen", default=d.listen, help="HOST:PORT to serve HTTP on (port 0: any free port)")
+        g.add_argument("--processes", type=int, default=d.processes, help="gateway processes sharing the port")
+        g.add_argument("--timeout-s", type=float, default=d.timeout_s,
+                       help="deadline of requests that send no x-request-timeout-ms header")
+    else:
+        g.add_argument("--http", default=None, metavar="HOST:PORT",
+                       help="also serve the HTTP APIs (TEI, Cohere, Jina, Infinity) on HOST:PORT")
+        g.add_argument("--http-processes", type=int, default=d.processes, help="gateway processes sharing the port")
+    g.add_argument("--api-key", action="append", default=[], help="accept this Bearer key (repeatable)")
+    g.add_argument("--api-keys-file", default=None, help="accept the keys in this file, one a line (# comments)")
+    g.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="larger request bodies get 413")
+    return p
+
+
+def gateway_config(args: argparse.Namespace, connect: str, listen: str, processes: int, timeout_s: float,
+                   security=None):
+    from pathlib import Path
+
+    from rerankpool.http.config import GatewayConfig
+
+    keys = list(args.api_key)
+    if args.api_keys_file:
+        lines = Path(args.api_keys_file).read_text().splitlines()
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if args.api_keys_file and not keys:
+        raise SystemExit(f"--api-keys-file {args.api_keys_file} holds no key")
+    if processes < 1:
+        raise SystemExit("--processes must be >= 1")
+    return GatewayConfig(connect=connect, listen=listen, processes=processes, api_keys=tuple(keys),
+                         timeout_s=timeout_s, max_body_bytes=args.max_body_bytes, security=security)
 
 
 def broker_config(args: argparse.Namespace, expect_workers: int = 0):
@@ -200,12 +241,21 @@ def cmd_up(args: argparse.Namespace) -> int:
         broker.stop()
 
     _install_drain_handlers(broker.drain, stop_all)
+    gateway = None
+    if args.http:
+        from rerankpool.http.serve import start_process
+
+        gateway = start_process(gateway_config(args, _local(broker.frontend_endpoint), args.http, args.http_processes,
+                                               args.request_timeout_ms / 1000.0, local_keys), args.log_level)
     pool.start()
     supervisor = threading.Thread(target=lambda: (pool.supervise(), pool.failure and broker.stop()), daemon=True)
     supervisor.start()
     try:
         broker.run()
     finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.join(timeout=10)
         pool.stop()
     if pool.failure:
         logger.error("%s", pool.failure)
@@ -226,6 +276,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         logger.error("%s", pool.failure)
         return 1
     return 0
+
+
+def cmd_http(args: argparse.Namespace) -> int:
+    from rerankpool.http.serve import serve
+    from rerankpool.security import client_security_from_args
+
+    config = gateway_config(args, args.connect, args.listen, args.processes, args.timeout_s,
+                            client_security_from_args(args))
+    return serve(config, args.log_level or "INFO")
 
 
 def cmd_rerank(args: argparse.Namespace) -> int:
@@ -348,14 +407,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags(), server_flags()],
-                        help="run a broker and N workers in the foreground")
+    up = sub.add_parser("up", parents=[broker_flags(), worker_flags(connect=False), liveness_flags(), server_flags(),
+                                       http_flags(standalone=False)],
+                        help="run a broker and N workers (and an HTTP gateway) in the foreground")
     up.set_defaults(func=cmd_up)
     broker = sub.add_parser("broker", parents=[broker_flags(), liveness_flags(), server_flags()], help="run a broker")
     broker.set_defaults(func=cmd_broker)
     worker = sub.add_parser("worker", parents=[worker_flags(connect=True), liveness_flags(), client_flags()],
                             help="run N workers for a broker")
     worker.set_defaults(func=cmd_worker)
+
+    http = sub.add_parser("http", parents=[http_flags(standalone=True), client_flags()],
+                          help="serve the HTTP APIs (TEI, Cohere, Jina, Infinity) for a running broker")
+    http.set_defaults(func=cmd_http)
 
     rerank = sub.add_parser("rerank", parents=[client_flags()],
                             help="rerank documents (arguments, or one per line on stdin)")

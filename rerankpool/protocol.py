@@ -113,11 +113,12 @@ class ErrorCode:
 class ProtocolError(Exception):
     """A message that cannot be served; becomes an error reply with ``code``."""
 
-    def __init__(self, code: str, message: str, request_id: int | None = None) -> None:
+    def __init__(self, code: str, message: str, request_id: int | None = None, op: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.op = op  # the request's op, when it could be read
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,16 @@ def decode_request(frames: Sequence[bytes], limits: Limits = Limits()) -> Reques
     op = _field(header, "op", str, rid)
     if op not in CLIENT_OPS:
         raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; supported: {', '.join(CLIENT_OPS)}", rid)
-    req = Request(id=rid, op=op)  # type: ignore[arg-type]
+    try:
+        return _decode_fields(header, Request(id=rid, op=op), limits)  # type: ignore[arg-type]
+    except ProtocolError as exc:
+        exc.op = op
+        raise
+
+
+def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Request:
+    """The fields of a request whose id and op are known."""
+    rid, op = req.id, req.op
     if op == OP_CANCEL:
         return req
     if op == OP_STATS:

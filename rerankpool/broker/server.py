@@ -161,7 +161,7 @@ class Broker:
             req = P.decode_request(frames, self.config.limits)
         except P.ProtocolError as exc:
             logger.info("refused request from client %s: %s: %s", identity.hex(), exc.code, exc.message)
-            self.core.counters.error(exc.code, "invalid")
+            self.core.counters.error(exc.code, exc.op or "invalid")
             self._send_client(identity, P.encode_error_reply(exc.request_id, exc.code, exc.message))
             return
         if req.op == P.OP_PING:
