@@ -8,22 +8,22 @@
 #   4  synthetic pairs in 32- and 128-pair requests
 #   5  the headline at saturation, long runs, after inputs went to the GPU from pinned memory
 #   6  where a lone request's time goes, hop by hop
-#   8  the kernels of a small pass; saturation against the last session's code (unpack it first with
+#   8  the kernels of a small pass; saturation against the code of 74ad972 (unpack it first with
 #      `git archive 74ad972 rerankpool | tar -x -C .carry/old`, and carry .carry/old)
 #   9  a lone request after the graphs got fewer rows
 #   10 how the tokenizer's threads wait between the batches of a lone request
-#   11 the final code: the headline with baseline and ceilings, and lone requests (its first run, at 643f7ac,
-#      had the lone request's halves run as one pass, since reverted: bench/results/h100-*-group)
+#   11 the headline with baseline and ceilings, and lone requests (its first run, at 643f7ac, had the lone
+#      request's halves run as one pass, since reverted: bench/results/h100-*-group in git history at edd338e)
 #   12 lone requests, three fresh pools each for L6 and L12, by turns
 #   13 --compile (fused add + LayerNorm): kernel profile, and L12 eager and compiled by turns
 #   14 (MODEL: l6 or l12) the single-threaded worker of --device-process against 280102c, taking turns: a lone
 #      request, and saturation (unpack it first with `git archive 280102c rerankpool | tar -x -C .carry/old`);
-#      OLD=a299e72 AB=mends NEW="the code after the review mends" ran it against the code measured before them
+#      OLD=a299e72 AB=mends ran it against a299e72 (bench/results/h100-l6-mends-*)
 #   15 probes: two small graph passes on two streams (lanes_probe) and tokenizer threads (tokenize_threads)
 #   16 the host alone: 8 processes of fixed CPU work, looking for stalls that hit them all at once (stall_probe)
-#   17 a check of session 6's last code (after its review mends): L6 and L12, a lone request and saturation
-# Parts 11 and 12 take TAG (the runs' names) and WHAT (the code they measure); session 6 ran them with
-# TAG=onethread after the --device-process worker went single-threaded.
+#   17 a check of the code of e598e66: L6 and L12, a lone request and saturation
+# Parts 11 and 12 take TAG (the runs' names) and WHAT (the code they measure); bench/results/*-onethread ran
+# with TAG=onethread after the --device-process worker went single-threaded.
 # Part 7 (busy polling, --spin-us, since removed) ran at 5856859.
 set -uo pipefail
 source bench/gpu/setup.sh
@@ -95,18 +95,18 @@ elif [ "${1:-1}" = 12 ]; then
 elif [ "${1:-1}" = 17 ]; then
   names="h100-l6-check6 h100-l12-check6"
   T=150 run --out $R/h100-l6-check6 --model /tmp/l6 $POOL --concurrency 1,128 --pairs 40000 --broker-args "$BROKER" \
-      --worker-args "$DP" --title "H100: L6 stand-in, SQuAD pairs, session 6's last code" \
-      --description "after the review mends of the single-threaded --device-process worker"
+      --worker-args "$DP" --title "H100: L6 stand-in, SQuAD pairs, a check run" \
+      --description "4 workers x 8 threads, device process"
   T=150 run --out $R/h100-l12-check6 --model ms-marco-MiniLM-L-12-v2 $POOL --concurrency 1,128 --pairs 40000 \
-      --broker-args "$BROKER" --worker-args "$DP" --title "H100: L12 (default, real), SQuAD pairs, session 6's last code" \
+      --broker-args "$BROKER" --worker-args "$DP" --title "H100: L12 (default, real), SQuAD pairs, a check run" \
       --description "as h100-l6-check6"
 elif [ "${1:-1}" = 16 ]; then
   # The host alone, nothing of ours running: do all processes stall at once, now and then?
   timeout 60 python3 bench/gpu/stall_probe.py 8 12 2>&1 | tee $R/stall-probe.txt
   names=""
 elif [ "${1:-1}" = 11 ]; then
-  # TAG names the runs (default "final", session 5's); WHAT says what code they measure.
-  F=${TAG:-final}; WHAT=${WHAT:-"this session's final code"}
+  # TAG names the runs (default "final"); WHAT says what code they measure.
+  F=${TAG:-final}; WHAT=${WHAT:-"this tree"}
   names="h100-l6-$F h100-l12-$F h100-l6-synth-lone-$F"
   T=300 run --out $R/h100-l6-$F --model /tmp/l6 $POOL --concurrency 1,128 --pairs 80000 \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "$DP" \
@@ -143,13 +143,13 @@ elif [ "${1:-1}" = 9 ]; then
 elif [ "${1:-1}" = 8 ]; then
   names="h100-l6-ab-old-1 h100-l6-ab-new-1 h100-l6-ab-old-2 h100-l6-ab-new-2"
   probe kernel_profile kernel-profile
-  # Saturation, this tree against the last session's final commit (74ad972, unpacked in .carry/old), taking turns.
+  # Saturation, this tree against 74ad972 (unpacked in .carry/old), taking turns.
   for i in 1 2; do
     (cd .carry/old && PYTHONPATH=/tmp/site:$OLDPWD/.carry/site T=150 run --out $R/h100-l6-ab-old-$i --model /tmp/l6 $POOL \
       --concurrency 128 --pairs 80000 --broker-args "$BROKER" --worker-args "$DP" \
       --title "H100: L6 stand-in at saturation, code of 74ad972 (A/B $i)" --description "as h100-l6-pinned")
     T=150 run --out $R/h100-l6-ab-new-$i --model /tmp/l6 $POOL --concurrency 128 --pairs 80000 --broker-args "$BROKER" \
-      --worker-args "$DP" --title "H100: L6 stand-in at saturation, this session's code (A/B $i)" --description "as h100-l6-pinned"
+      --worker-args "$DP" --title "H100: L6 stand-in at saturation, this tree (A/B $i)" --description "as h100-l6-pinned"
   done
 elif [ "${1:-1}" = 6 ]; then
   names="h100-l6-hops h100-l6-hops-nodevice h100-l12-hops"
@@ -174,7 +174,7 @@ elif [ "${1:-1}" = 1 ]; then
   T=100 run --out $R/h100-l6-nodevice --model /tmp/l6 $POOL --concurrency 1,128 --pairs 24000 \
       --broker-args "$BROKER" --worker-args "--no-device-process --threads 8" \
       --title "H100: L6 stand-in, each worker runs the model (A/B)" \
-      --description "as h100-l6-device without --device-process, same host session"
+      --description "as h100-l6-device without --device-process, on the same host"
   T=200 run --out $R/h100-l6-synth-device --model /tmp/l6 $W8 --concurrency 1,128,256 --pairs 60000 $SYN \
       --baseline --ceilings --broker-args "$BROKER" --worker-args "--threads 4 --device-process" \
       --title "H100: L6 stand-in, --device-process, 8 workers, ~70-token synthetic pairs" \

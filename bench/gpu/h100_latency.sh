@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# H100 host, one session: what flash-tokenizer changes (A/B against tokenizers alone), low-load latency of a lone
+# H100 host, one device call: what flash-tokenizer changes (A/B against tokenizers alone), low-load latency of a lone
 # 32-pair request with and without idle workers sharing it (--split-min), the null engine (no model: broker, wire,
 # tokenization), 8 workers x 4 threads, the small-batch latency probe and the stage profile; first the GPU-only tests.
 set -uo pipefail
@@ -16,7 +16,7 @@ for s in 0 16; do
 done
 T=110 run --out $R/h100-l6-tokenizers $L6 --workers 4 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
     --worker-args "--no-device-process --threads 8 --no-fast-tokenizer" --title "H100: L6 stand-in, tokenizers only (A/B)" \
-    --description "as h100-l6-flash-ab with --no-fast-tokenizer, same host session"
+    --description "as h100-l6-flash-ab with --no-fast-tokenizer, on the same host"
 T=110 run --out $R/h100-l6-flash-ab $L6 --workers 4 --concurrency 1,128 --pairs 24000 --broker-args "$BROKER" \
     --worker-args "--no-device-process --threads 8" --title "H100: L6 stand-in, flash-tokenizer (A/B)" \
     --description "4 workers x 8 threads; the A/B partner of h100-l6-tokenizers"

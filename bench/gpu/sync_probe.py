@@ -3,8 +3,8 @@
 Run on the GPU host: python3 bench/gpu/sync_probe.py MODEL_DIR [pairs]
 Times the worker's graph path (pageable copies, a spinning wait) against the same graph
 with pinned staging buffers and asynchronous copies, with a blocking (sleeping) or a
-spinning event wait. p50/p99 over 300 batches of SQuAD pairs. (``h100-sync-probe.txt``
-was measured when the worker's wait could still be swapped, so it also times the
+spinning event wait. p50/p99 over 300 batches of SQuAD pairs. (``bench/results/h100-sync-probe.txt``,
+in git history at edd338e, was measured when the worker's wait could still be swapped, so it also times the
 worker path with a sleeping wait.)
 """
 

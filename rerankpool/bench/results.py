@@ -2,12 +2,14 @@
 
 The sweep driver fills these in; reports, plots and comparisons only read
 them. Everything round-trips through JSON so a report can be regenerated
-from the raw data long after the run (``SweepResult.to_json``/``from_json``).
+from the raw data long after the run (``SweepResult.to_json``/``from_json``);
+a path ending in ``.gz`` is written and read gzip-compressed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import logging
 from dataclasses import dataclass, field
@@ -190,16 +192,26 @@ class SweepResult:
         return cls(**top)
 
     def to_json(self, path: str | Path) -> Path:
-        """Write the raw data; returns the path written."""
+        """Write the raw data (gzip-compressed if ``path`` ends in ``.gz``); returns the path written."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        text = json.dumps(self.to_dict(), indent=1)
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
         log.info("wrote sweep data to %s", path)
         return path
 
     @classmethod
     def from_json(cls, path: str | Path) -> SweepResult:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a sweep's raw data: ``NAME.json``, or ``NAME.json.gz`` as the committed results keep it."""
+        path = Path(path)
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                return cls.from_dict(json.load(fh))
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _config_from_dict(raw: dict[str, Any]) -> ConfigResult:

@@ -9,6 +9,7 @@ usable data; CSV is for spreadsheets and plotting tools.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 import math
@@ -56,13 +57,15 @@ def write_jsonl(rows: Iterable[Mapping[str, Any]], path: Path) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON Lines file.
+    """Rows of a JSON Lines file (gzip-compressed if its name ends in ``.gz``).
 
     Blank lines are skipped; a malformed line (typically the last one, cut
     short by a crash) is logged and skipped rather than losing the file.
     """
     rows: list[dict[str, Any]] = []
-    with Path(path).open(encoding="utf-8") as fh:
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -7,9 +7,8 @@ worker, and four CUDA contexts took turns on the GPU. Here the workers only toke
 they hand their packed batches to this process over ipc, which owns the one CUDA
 context, runs the model on its main thread, merges the batches that arrived together
 into one forward pass (fewer launches per pair, up to ``max_tokens``) and launches the
-next pass before it waits for the last. Measured on the H100: L6 on SQuAD pairs at 85 %
-of its forward ceiling, against 73 % for the same workers each running the model
-(``bench/results/GPU.md``).
+next pass before it waits for the last. Its throughput on the H100, and the same
+workers each running the model (``--no-device-process``), are in ``bench/RESULTS.md``.
 
 The merging is plain functions (``merge_packed``, ``split_scores``), tested without a
 socket; ``DeviceServer`` is the thin socket loop around them.

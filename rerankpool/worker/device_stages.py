@@ -9,7 +9,8 @@ back. While the device process runs one batch, the next is tokenized, as before.
 This saves the three thread hand-offs a batch took (socket thread to tokenizer to
 forward loop and back): a lone request took 0.1-0.6 ms less on the H100 host, and at
 saturation a worker's next batch reaches the device process while its last one runs
-(``bench/results/GPU.md``).
+(an A/B against 280102c on one host: ``bench/results/GPU.md`` in git history at edd338e;
+today's figures are in ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations

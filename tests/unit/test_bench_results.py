@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 
 import pytest
 
@@ -64,6 +66,19 @@ def test_json_round_trip(tmp_path) -> None:
     path = sweep.to_json(tmp_path / "sub" / "01_test.json")
     assert json.loads(path.read_text())["format"] == "rerankpool-sweep/1"
     assert SweepResult.from_json(path) == sweep
+
+
+def test_gzipped_json_round_trip(tmp_path) -> None:
+    """The committed results keep NAME.json.gz: from_json reads it as is, and to_json writes it."""
+    sweep = _sweep()
+    plain = sweep.to_json(tmp_path / "01_test.json")
+    packed = tmp_path / "01_test.json.gz"
+    with plain.open("rb") as src, gzip.open(packed, "wb") as dst:  # as `gzip -9` leaves it
+        shutil.copyfileobj(src, dst)
+    assert SweepResult.from_json(packed) == sweep
+    written = sweep.to_json(tmp_path / "out" / "01_test.json.gz")
+    assert json.loads(gzip.decompress(written.read_bytes()))["format"] == "rerankpool-sweep/1"
+    assert SweepResult.from_json(written) == sweep
 
 
 def test_json_ignores_unknown_keys_and_refuses_other_formats(tmp_path) -> None:

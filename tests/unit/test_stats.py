@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import subprocess
@@ -469,6 +470,15 @@ def test_jsonl_round_trip_and_truncated_tail(tmp_path: Path) -> None:
         fh.write('{"t": 2.0, "elapsed')  # a crash mid-line
     assert len(read_jsonl(path)) == 4
     assert all(json.loads(line) for line in path.read_text().splitlines()[:4])
+
+
+def test_read_jsonl_reads_a_gzipped_file(tmp_path: Path) -> None:
+    """The committed results keep NAME_..._timeseries.jsonl.gz."""
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(ROWS, path)
+    packed = tmp_path / "rows.jsonl.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert read_jsonl(packed) == ROWS
 
 
 def test_batch_event_row_schema() -> None:

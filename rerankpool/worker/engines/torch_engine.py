@@ -148,7 +148,8 @@ class TorchEngine:
         # tokenizers of all workers on the host need (CUDA's default spins when it can).
         # Small batches, replayed from CUDA graphs, finish within a millisecond or two:
         # there a sleeping wait's wake-up cost 0.06-0.23 ms at p50 and up to 2.5 ms at
-        # p99 on the H100 host (bench/results/h100-sync-probe.txt), so those spin.
+        # p99 on the H100 host (bench/gpu/sync_probe.py; its output, bench/results/h100-sync-probe.txt,
+        # is in git history at edd338e), so those spin.
         done = self._torch.cuda.Event(blocking=not short)
         done.record()
         return InFlight(host, done, short=short)
