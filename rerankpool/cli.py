@@ -245,8 +245,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.http:
         from rerankpool.http.serve import start_process
 
-        gateway = start_process(gateway_config(args, _local(broker.frontend_endpoint), args.http, args.http_processes,
-                                               args.request_timeout_ms / 1000.0, local_keys), args.log_level)
+        gateway, _ = start_process(gateway_config(args, _local(broker.frontend_endpoint), args.http,
+                                                  args.http_processes, args.request_timeout_ms / 1000.0, local_keys),
+                                   args.log_level)
     pool.start()
     supervisor = threading.Thread(target=lambda: (pool.supervise(), pool.failure and broker.stop()), daemon=True)
     supervisor.start()
@@ -359,9 +360,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         baseline=args.baseline, baseline_batch_size=args.baseline_batch_size, ceilings=args.ceilings,
         sample_interval_s=args.sample_interval_s, broker_args=args.broker_args, worker_args=args.worker_args,
         load_processes=args.load_processes, synthetic_words=args.synthetic_words,
+        http=args.http, http_processes=args.http_processes, external=args.external,
         title=args.title or out.name, description=args.description,
     )
     return report(write_outputs(run_sweep(config), config.out_dir, compare))
+
+
+def _named_url(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    if not sep or not url.startswith("http"):
+        raise argparse.ArgumentTypeError(f"expected NAME=http://HOST:PORT, got {text!r}")
+    return name, url
 
 
 def bench_parser(sub) -> None:
@@ -394,6 +403,12 @@ def bench_parser(sub) -> None:
     p.add_argument("--sample-interval-s", type=float, default=0.25)
     p.add_argument("--load-processes", type=int, default=None,
                    help="processes for the load-generating clients (default: one per 16 clients, at most 4)")
+    p.add_argument("--http", action="store_true",
+                   help="also drive each config through the pool's HTTP gateway (/pool/*), in the same run")
+    p.add_argument("--http-processes", type=int, default=1, help="--http: gateway processes")
+    p.add_argument("--external", type=_named_url, action="append", default=[], metavar="NAME=URL",
+                   help="also drive another server's /rerank (Infinity's shape) on the same requests, after the "
+                        "pool's runs; repeatable (needs --dataset squad-rerank)")
     p.add_argument("--broker-args", type=lambda s: s.split(), default=[], help='extra broker flags, quoted')
     p.add_argument("--worker-args", type=lambda s: s.split(), default=[], help='extra worker flags, quoted')
     p.add_argument("--title", default=None)

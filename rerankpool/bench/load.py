@@ -1,15 +1,19 @@
 """Closed-loop load: C concurrent clients, each sending its next request when the last returns.
 
-Only the public client is used, so the numbers are what a user's code would see. One
-asyncio process tops out near 15-20k pairs/s (measured on an H100 host, 20-pair
-requests), below what a GPU pool serves, so the clients can be spread over several
-processes: each runs its share of the clients on its share of the requests, they start
-together, and the samples are merged (``time.monotonic`` is one clock for all processes).
+Only public interfaces are used, so the numbers are what a user's code would see: the
+ZeroMQ ``AsyncClient``, or HTTP (an ``HttpTarget``: the pool's gateway, or another
+server such as Infinity, each client on its own keep-alive connection). One asyncio
+process tops out near 15-20k pairs/s over ZeroMQ (measured on an H100 host, 20-pair
+requests), and lower over HTTP, below what a GPU pool serves, so the clients can be
+spread over several processes: each runs its share of the clients on its share of the
+requests, they start together, and the samples are merged (``time.monotonic`` is one
+clock for all processes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import queue
 import time
@@ -36,6 +40,29 @@ class BenchRequest:
         return len(self.pairs)
 
 
+@dataclass(frozen=True)
+class HttpTarget:
+    """An HTTP server to load: ``shape`` "pool" is a rerankpool gateway (``/pool/rerank``, ``/pool/score``:
+    the same work as the ZeroMQ client), "infinity" is Infinity's ``/rerank`` (rerank requests only)."""
+
+    url: str
+    shape: str = "pool"
+    api_key: str | None = None  # sent as a Bearer token
+
+    def request(self, req: BenchRequest) -> tuple[str, dict]:
+        """The path and JSON body of one request; scores are raw logits on every server."""
+        query, docs = req.pairs[0][0], [d for _, d in req.pairs]
+        if self.shape == "pool":
+            if req.rerank:
+                return "/pool/rerank", {"query": query, "documents": docs}
+            return "/pool/score", {"pairs": [list(p) for p in req.pairs]}
+        if self.shape == "infinity":
+            if not req.rerank:
+                raise ValueError("Infinity's /rerank takes one query per request: use --dataset squad-rerank")
+            return "/rerank", {"query": query, "documents": docs, "raw_scores": True}
+        raise ValueError(f"unknown HTTP shape {self.shape!r}: pool or infinity")
+
+
 def load_processes(concurrency: int, cores: int | None = None) -> int:
     """Processes for the load generator: one per 16 clients, at most 4 and a quarter of the cores."""
     import os
@@ -45,7 +72,7 @@ def load_processes(concurrency: int, cores: int | None = None) -> int:
 
 
 def run_load(
-    address: str,
+    address: str | HttpTarget,
     requests: Sequence[BenchRequest],
     concurrency: int,
     timeout_s: float = 120.0,
@@ -68,21 +95,14 @@ async def _run(address, requests, concurrency, timeout_s, on_done):
     clock = time.monotonic
 
     async def client_loop() -> None:
-        async with AsyncClient(address, timeout=timeout_s, retries=0) as client:
+        async with _sender(address, timeout_s) as send:
             while True:
                 try:
                     req = queue_.get_nowait()
                 except asyncio.QueueEmpty:
                     return
                 start = clock()
-                error = None
-                try:
-                    if req.rerank:
-                        await client.rerank(req.pairs[0][0], [d for _, d in req.pairs])
-                    else:
-                        await client.score(list(req.pairs))
-                except RerankPoolError as exc:
-                    error = str(exc)
+                error = await send(req)
                 samples.append(RequestSample(start, clock(), req.size, error is None, error))
                 if on_done is not None:
                     on_done(req.size)
@@ -90,6 +110,41 @@ async def _run(address, requests, concurrency, timeout_s, on_done):
     start = clock()
     await asyncio.gather(*(client_loop() for _ in range(concurrency)))
     return clock() - start, samples
+
+
+@contextlib.asynccontextmanager
+async def _sender(address: str | HttpTarget, timeout_s: float):
+    """One client's connection: a coroutine that sends a request and returns its error (None if scored)."""
+    if isinstance(address, HttpTarget):
+        import httpx
+
+        headers = {"authorization": f"Bearer {address.api_key}"} if address.api_key else None
+        async with httpx.AsyncClient(base_url=address.url, timeout=timeout_s, headers=headers,
+                                     limits=httpx.Limits(max_connections=1)) as http:
+
+            async def send_http(req: BenchRequest) -> str | None:
+                path, body = address.request(req)
+                try:
+                    reply = await http.post(path, json=body)
+                except httpx.HTTPError as exc:
+                    return f"{type(exc).__name__}: {exc}"
+                return None if reply.status_code == 200 else f"HTTP {reply.status_code}: {reply.text[:200]}"
+
+            yield send_http
+        return
+    async with AsyncClient(address, timeout=timeout_s, retries=0) as client:
+
+        async def send_zmq(req: BenchRequest) -> str | None:
+            try:
+                if req.rerank:
+                    await client.rerank(req.pairs[0][0], [d for _, d in req.pairs])
+                else:
+                    await client.score(list(req.pairs))
+            except RerankPoolError as exc:
+                return str(exc)
+            return None
+
+        yield send_zmq
 
 
 def _load_process(address, requests, concurrency, timeout_s, ready, go, out) -> None:

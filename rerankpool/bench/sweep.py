@@ -21,7 +21,7 @@ from tqdm import tqdm
 from rerankpool.bench import environment
 from rerankpool.bench.baseline import load_cross_encoder, run_cross_encoder
 from rerankpool.bench.datasets import load_squad, pair_stream, rerank_workload, synthetic_pairs
-from rerankpool.bench.load import BenchRequest, load_processes, run_load
+from rerankpool.bench.load import BenchRequest, HttpTarget, load_processes, run_load
 from rerankpool.bench.results import BaselineResult, BatchEvent, ConfigResult, SweepResult
 from rerankpool.client import Client
 from rerankpool.launch import LocalPool
@@ -59,6 +59,9 @@ class SweepConfig:
     load_processes: int | None = None  # processes for the clients (None: by concurrency, see load.py)
     broker_args: list[str] = field(default_factory=list)
     worker_args: list[str] = field(default_factory=list)
+    http: bool = False  # also drive the pool through its HTTP gateway, config by config, in the same run
+    http_processes: int = 1  # gateway processes for --http
+    external: list[tuple[str, str]] = field(default_factory=list)  # (name, URL) of other servers' HTTP APIs
     title: str = "rerankpool throughput sweep"
     description: str = "batch size x concurrency x engine sweep through the pool"
 
@@ -141,28 +144,54 @@ def process_roles(address: str, broker_pid: int | None) -> dict[str, int]:
 
 
 def measure(
-    config: SweepConfig, address: str, broker_pid: int | None, engine: str, workers: int, batch: int, conc: int
+    config: SweepConfig, target: str | HttpTarget, engine: str, workers: int, batch: int, conc: int,
+    pool: str | None, broker_pid: int | None,
 ) -> ConfigResult:
+    """One config: warm up, then drive ``target`` while sampling. ``pool`` is our broker (None for another server)."""
     requests, _ = build_requests(config, batch)
     procs = config.load_processes or load_processes(conc)
-    run_load(address, requests[: config.warmup_requests], conc)  # warm-up of the pool, not measured
-    label = f"{config.name}_{engine.replace(':', '-')}_w{workers}_b{batch}_c{conc}"
-    watcher = PoolWatcher(address)
-    probes = [ProcessProbe(process_roles(address, broker_pid)), NvmlProbe(), MetalProbe()]
+    run_load(target, requests[: config.warmup_requests], conc)  # warm-up of the server, not measured
+    label = f"{config.name}_{_slug(engine)}_w{workers}_b{batch}_c{conc}"
+    watcher = PoolWatcher(pool) if pool is not None else None
+    probes = [ProcessProbe(process_roles(pool, broker_pid) if pool is not None else {}), NvmlProbe(), MetalProbe()]
     sampler = Sampler(config.out_dir / f"{label}_timeseries.jsonl", config.sample_interval_s,
                       [p for p in probes if p.available()], watcher)
     total = sum(r.size for r in requests)
     with tqdm(total=total, unit="pair", desc=f"{engine} w={workers} batch={batch} conc={conc}", leave=False) as bar:
         with sampler:
-            wall_s, samples = run_load(address, requests, conc, on_done=bar.update, processes=procs)
-    watcher()  # the last events; only now, the sampler thread has stopped using the watcher's socket
-    watcher.close()
+            wall_s, samples = run_load(target, requests, conc, on_done=bar.update, processes=procs)
+    events = []
+    if watcher is not None:
+        watcher()  # the last events; only now, the sampler thread has stopped using the watcher's socket
+        watcher.close()
+        events = watcher.events
     ok_pairs = sum(s.pairs for s in samples if s.ok)
-    return ConfigResult(batch, conc, engine, workers, ok_pairs, wall_s, samples, watcher.events, sampler.rows())
+    return ConfigResult(batch, conc, engine, workers, ok_pairs, wall_s, samples, events, sampler.rows())
 
 
-def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
-    """Yield (engine spec, workers, address, broker pid) with a pool running for each."""
+def _slug(engine: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in engine).strip("-")
+
+
+def pools(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None, str | None]]:
+    """Yield (engine spec, workers, address, broker pid, gateway URL or None) with a pool running for each."""
+    for spec, n, address, broker_pid in _brokers(config):
+        if not config.http:
+            yield spec, n, address, broker_pid, None
+            continue
+        from rerankpool.http.config import GatewayConfig
+        from rerankpool.http.serve import start_process
+
+        gateway, url = start_process(GatewayConfig(connect=address, listen="127.0.0.1:0",
+                                                   processes=config.http_processes, timeout_s=300.0), "WARNING")
+        try:
+            yield spec, n, address, broker_pid, url
+        finally:
+            gateway.terminate()
+            gateway.join(timeout=30)
+
+
+def _brokers(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
     if config.connect:
         yield config.engines[0], config.workers[0], config.connect, None
         return
@@ -239,13 +268,20 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     _, data_desc = build_requests(config, config.batches[0])
     baselines = run_baselines_apart(config, model.path) if config.baseline or config.ceilings else []
     results: list[ConfigResult] = []
-    for spec, workers, address, broker_pid in pools(config):
+    for spec, workers, address, broker_pid, http_url in pools(config):
+        for batch in config.batches:
+            for conc in config.concurrency:  # each transport in turn, config by config, for a side-by-side
+                results.append(measure(config, address, spec, workers, batch, conc, address, broker_pid))
+                if http_url is not None:
+                    results.append(measure(config, HttpTarget(http_url), f"{spec} via HTTP", workers, batch, conc,
+                                           address, broker_pid))
+    for name, url in config.external:  # other servers, once our pools are down
         for batch in config.batches:
             for conc in config.concurrency:
-                results.append(measure(config, address, broker_pid, spec, workers, batch, conc))
-                r = results[-1]
-                logger.info("%s w=%d batch=%d conc=%d: %.1f pairs/s", spec, workers, batch, conc,
-                            r.aggregate_pairs_per_s)
+                results.append(measure(config, HttpTarget(url, "infinity"), name, 0, batch, conc, None, None))
+    for r in results:
+        logger.info("%s w=%d batch=%d conc=%d: %.1f pairs/s", r.engine, r.workers, r.batch, r.concurrency,
+                    r.aggregate_pairs_per_s)
     batching = _batching_from_args(config.broker_args)
     engines = sorted({parse_engine(s)[0] for s in config.engines})
     dtypes = sorted({parse_engine(s)[1] for s in config.engines})

@@ -15,6 +15,7 @@ import signal
 import socket
 import tempfile
 import time
+from typing import Callable
 
 from rerankpool.http.config import GatewayConfig
 from rerankpool.security import is_public_endpoint
@@ -28,6 +29,9 @@ def bind(config: GatewayConfig) -> socket.socket:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: a reply's headers and body go out as two writes, and
+    # with Nagle on, the body waits for the ACK of the headers, which a client delays ~40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((config.host, config.port))
     except OSError as exc:
@@ -52,16 +56,19 @@ def _run_one(config: GatewayConfig, sock: socket.socket, log_level: str) -> None
     server.run(sockets=[sock])
 
 
-def serve(config: GatewayConfig, log_level: str = "INFO") -> int:
-    """Serve until SIGINT or SIGTERM; returns the exit code."""
+def serve(config: GatewayConfig, log_level: str = "INFO", on_listening: Callable[[str], None] | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; returns the exit code. ``on_listening`` gets the URL once bound."""
     if is_public_endpoint(f"tcp://{config.listen}") and not config.api_keys:
         logger.warning("the gateway listens on %s without an API key: anyone who can reach it can use the pool "
                        "(give --api-key or --api-keys-file)", config.listen)
     sock = bind(config)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    logger.info("rerankpool http: listening on http://%s:%d (%d process%s), broker %s", shown, port,
-                config.processes, "" if config.processes == 1 else "es", config.connect)
+    url = f"http://{shown}:{port}"
+    logger.info("rerankpool http: listening on %s (%d process%s), broker %s", url, config.processes,
+                "" if config.processes == 1 else "es", config.connect)
+    if on_listening is not None:
+        on_listening(url)
     if config.processes <= 1:
         _run_one(config, sock, log_level)
         return 0
@@ -103,15 +110,29 @@ def _supervise(config: GatewayConfig, sock: socket.socket, log_level: str) -> in
     return 0
 
 
-def start_process(config: GatewayConfig, log_level: str | None) -> mp.Process:
-    """The gateway in a process of its own (``rerankpool up --http``); ``terminate()`` stops it."""
-    proc = mp.get_context("spawn").Process(target=_serve_child, args=(config, log_level or "INFO"), name="http")
+def start_process(config: GatewayConfig, log_level: str | None, timeout_s: float = 60.0) -> tuple[mp.Process, str]:
+    """The gateway in a process of its own (``up --http``, the bench): the process and its URL.
+
+    ``terminate()`` stops it, and it stops its own processes.
+    """
+    ctx = mp.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_serve_child, args=(config, log_level or "INFO", sender), name="http")
     proc.start()
-    return proc
+    sender.close()
+    if not receiver.poll(timeout_s):
+        proc.terminate()
+        raise RuntimeError(f"the HTTP gateway did not start listening on {config.listen} within {timeout_s:.0f} s")
+    try:
+        return proc, receiver.recv()
+    except EOFError:
+        proc.join(timeout=5)
+        raise RuntimeError(f"the HTTP gateway exited with {proc.exitcode} before listening on {config.listen}; "
+                           "see its log above") from None
 
 
-def _serve_child(config: GatewayConfig, log_level: str) -> None:
+def _serve_child(config: GatewayConfig, log_level: str, ready) -> None:
     from rerankpool.logs import setup_logging
 
     setup_logging(log_level, prefix="http")
-    serve(config, log_level)
+    serve(config, log_level, on_listening=ready.send)

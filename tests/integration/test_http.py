@@ -316,3 +316,13 @@ def test_the_gateway_keeps_serving_and_loses_nothing(pool, http):
             np.testing.assert_allclose(r.json()["scores"], client.score([(f"q{i}", d) for d in docs(5, i)]), atol=1e-6)
         after = client.stats()
     assert after["replies_ok"] - before["replies_ok"] == 80
+
+
+def test_bench_load_over_http_gets_every_reply(gateway):
+    from rerankpool.bench.load import BenchRequest, HttpTarget, run_load
+
+    requests = [BenchRequest(tuple((f"q{i}", d) for d in docs(4, i)), rerank=i % 2 == 0) for i in range(30)]
+    wall_s, samples = run_load(HttpTarget(gateway.url, api_key=KEY), requests, concurrency=4, processes=2)
+    assert len(samples) == 30 and all(s.ok for s in samples) and wall_s > 0
+    _, refused = run_load(HttpTarget(gateway.url), requests[:2], concurrency=1)  # no key
+    assert [s.error[:8] for s in refused] == ["HTTP 401"] * 2
