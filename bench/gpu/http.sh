@@ -27,8 +27,8 @@ else:
     raise SystemExit("Infinity did not start")
 PY
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
-T=560 run --out $R/h100-http-l6 --model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 32 \
-  --dataset squad-rerank --queries 2000 --candidates 32 --concurrency 1,128 --load-processes 4 \
+T=470 run --out $R/h100-http-l6 --model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 32 \
+  --dataset squad-rerank --queries 1500 --candidates 32 --concurrency 1,128 --load-processes 4 \
   --broker-args "$BROKER" --worker-args "--threads 8 --device-process" --baseline \
   --http --http-processes $GATEWAYS --external "infinity-0.0.78=http://127.0.0.1:7997" \
   --title "GPU: the pool over ZeroMQ and over HTTP ($GATEWAYS gateway processes), and Infinity 0.0.78 over HTTP" \
