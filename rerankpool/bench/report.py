@@ -380,17 +380,18 @@ def _hops(r: SweepResult) -> str:
     """Medians of each hop per config; empty for results recorded before hop timings existed."""
     rows = []
     tail = f"slowest {analysis.TAIL_PCT:g} %"
+    engines = _varying(r)[1]
     for c in r.configs:
         for label, h in (("all (p50)", analysis.hop_breakdown(c)),
                          (tail, analysis.hop_breakdown(c, analysis.TAIL_PCT))):
             if h is not None:
-                rows.append((c.batch, c.concurrency, label, _f(h.request_ms), _f(h.client_broker_ms),
-                             _f(h.broker_worker_ms), _f(h.handoffs_ms), _f(h.tokenize_ms), _f(h.device_ipc_ms),
-                             _f(h.model_ms)))
+                rows.append((c.batch, c.concurrency, *([c.engine] if engines else []), label, _f(h.request_ms),
+                             _f(h.client_broker_ms), _f(h.broker_worker_ms), _f(h.handoffs_ms), _f(h.tokenize_ms),
+                             _f(h.device_ipc_ms), _f(h.model_ms)))
     if not rows:
         return ""
-    table = _table(["Batch", "Conc", "Subset", "Request", "Client + broker", "Broker <-> worker",
-                    "Worker hand-offs", "Tokenize", "Worker <-> device process", "Model"], rows)
+    table = _table(["Batch", "Conc", *(["Engine"] if engines else []), "Subset", "Request", "Client + broker",
+                    "Broker <-> worker", "Worker hand-offs", "Tokenize", "Worker <-> device process", "Model"], rows)
     note = ("_Medians, ms. Request is the client's p50; the other columns are medians of each batch's parts "
             "(see Hops in the definitions), so they add up to the request only roughly, and at concurrency "
             f"above 1 the queueing lands in Client + broker. The {tail} row (configs of "
