@@ -2,7 +2,8 @@
 
 Only public interfaces are used, so the numbers are what a user's code would see: the
 ZeroMQ ``AsyncClient``, or HTTP (an ``HttpTarget``: the pool's gateway, or another
-server such as Infinity, each client on its own keep-alive connection). One asyncio
+server such as Infinity, each client on its own keep-alive connection, through a lean
+client so that the load generator is not what limits the server). One asyncio
 process tops out near 15-20k pairs/s over ZeroMQ (measured on an H100 host, 20-pair
 requests), and lower over HTTP, below what a GPU pool serves, so the clients can be
 spread over several processes: each runs its share of the clients on its share of the
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import queue
+import socket
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -116,19 +120,15 @@ async def _run(address, requests, concurrency, timeout_s, on_done):
 async def _sender(address: str | HttpTarget, timeout_s: float):
     """One client's connection: a coroutine that sends a request and returns its error (None if scored)."""
     if isinstance(address, HttpTarget):
-        import httpx
-
-        headers = {"authorization": f"Bearer {address.api_key}"} if address.api_key else None
-        async with httpx.AsyncClient(base_url=address.url, timeout=timeout_s, headers=headers,
-                                     limits=httpx.Limits(max_connections=1)) as http:
+        async with _KeepAlive(address, timeout_s) as http:
 
             async def send_http(req: BenchRequest) -> str | None:
                 path, body = address.request(req)
                 try:
-                    reply = await http.post(path, json=body)
-                except httpx.HTTPError as exc:
+                    status, reply = await http.post(path, body)
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
                     return f"{type(exc).__name__}: {exc}"
-                return None if reply.status_code == 200 else f"HTTP {reply.status_code}: {reply.text[:200]}"
+                return None if status == 200 else f"HTTP {status}: {reply[:200].decode(errors='replace')}"
 
             yield send_http
         return
@@ -145,6 +145,72 @@ async def _sender(address: str | HttpTarget, timeout_s: float):
             return None
 
         yield send_zmq
+
+
+class _KeepAlive:
+    """A lean HTTP/1.1 client on one keep-alive connection: JSON POSTs, replies with a Content-Length.
+
+    The load generator must not be what limits an HTTP server: a general client (httpx) spends
+    more CPU per request than the gateway does, so this one does only what the bench needs.
+    """
+
+    def __init__(self, target: HttpTarget, timeout_s: float) -> None:
+        url = urllib.parse.urlsplit(target.url)
+        self.host, self.port, self.timeout_s = url.hostname or "127.0.0.1", url.port or 80, timeout_s
+        auth = f"Authorization: Bearer {target.api_key}\r\n" if target.api_key else ""
+        self.head = f"Host: {url.netloc}\r\nContent-Type: application/json\r\n{auth}"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> "_KeepAlive":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: dict) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(self._post(path, _dumps(body)), self.timeout_s)
+        except BaseException:
+            self._close()  # a broken or abandoned exchange: the next request opens a fresh connection
+            raise
+
+    async def _post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert self.reader is not None
+        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(payload)}\r\n\r\n".encode()
+                          + payload)
+        status = int((await self.reader.readline()).split(b" ", 2)[1])
+        length, close = None, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        if length is None:
+            raise ValueError("a reply without Content-Length: this client reads only those")
+        reply = await self.reader.readexactly(length)
+        if close:
+            self._close()
+        return status, reply
+
+
+def _dumps(body: dict) -> bytes:
+    try:
+        import orjson
+
+        return orjson.dumps(body)
+    except ImportError:
+        return json.dumps(body).encode()
 
 
 def _load_process(address, requests, concurrency, timeout_s, ready, go, out) -> None:

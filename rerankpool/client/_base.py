@@ -94,7 +94,7 @@ class BaseClient:
         req.id = next(self._ids)
         try:
             return P.encode_request(req)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise BadRequest(P.ErrorCode.BAD_REQUEST, f"request cannot be encoded: {exc}") from exc
 
     @staticmethod

@@ -177,6 +177,11 @@ def v1_text(doc: str | dict, rank_fields: Sequence[str] | None) -> str:
     return "\n".join(f"{k}: {doc[k]}" for k in (fields or doc))
 
 
+def _cut(top_n: int | None, documents: int) -> int | None:
+    """``top_n`` as the pool takes it: at most the number of documents (a larger one means all of them)."""
+    return None if top_n is None else min(top_n, documents)
+
+
 def _v1_document(doc: str | dict) -> dict:
     """A v1 result's document: ``{text}`` for a string, the object itself (every field kept) for an object."""
     return {"text": doc} if isinstance(doc, str) else doc
@@ -244,7 +249,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         started = time.perf_counter()
         tei = isinstance(body, S.TEIRerankRequest)
         texts = body.texts if tei else body.documents  # type: ignore[union-attr]
-        top_n = None if tei else body.top_n  # type: ignore[union-attr]
+        top_n = None if tei else _cut(body.top_n, len(texts))  # type: ignore[union-attr]
         activation = "raw" if body.raw_scores else "sigmoid"
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation=activation, timeout=t))
@@ -268,9 +273,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
     async def cohere_v2_rerank(body: S.CohereV2RerankRequest, request: Request) -> Response:
         """Cohere's v2 rerank: relevance_score is the sigmoid of the logit; cut to top_n here."""
         started = time.perf_counter()
+        top_n = _cut(body.top_n, len(body.documents))
         hits: Ranking = await gateway.call(
-            request, lambda c, t: c.rerank(body.query, body.documents, top_k=body.top_n, activation="sigmoid",
-                                           timeout=t))
+            request, lambda c, t: c.rerank(body.query, body.documents, top_k=top_n, activation="sigmoid", timeout=t))
         results = [{"index": h.index, "relevance_score": h.score,
                     **({"document": {"text": body.documents[h.index]}} if body.return_documents else {})}
                    for h in hits]
@@ -286,8 +291,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
         """Cohere v1 and Jina rerank in one body: documents as strings or {text}; scores in (0, 1)."""
         started = time.perf_counter()
         texts = [v1_text(d, body.rank_fields) for d in body.documents]
+        top_n = _cut(body.top_n, len(texts))
         hits: Ranking = await gateway.call(
-            request, lambda c, t: c.rerank(body.query, texts, top_k=body.top_n, activation="sigmoid", timeout=t))
+            request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation="sigmoid", timeout=t))
         results = [{"index": h.index, "relevance_score": h.score, **({"document": _v1_document(body.documents[h.index])}
                                                                       if body.return_documents else {})}
                    for h in hits]
@@ -306,7 +312,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         """``Client.rerank`` over HTTP: raw logits unless activation is sigmoid; best first, cut to top_k."""
         started = time.perf_counter()
         hits: Ranking = await gateway.call(
-            request, lambda c, t: c.rerank(body.query, body.documents, top_k=body.top_k,
+            request, lambda c, t: c.rerank(body.query, body.documents, top_k=_cut(body.top_k, len(body.documents)),
                                            return_documents=body.return_documents, activation=body.activation,
                                            timeout=t))
         results = [{"index": h.index, "score": h.score, "document": h.document} for h in hits]
