@@ -2,7 +2,7 @@
 # The HTTP gateway on a GPU host, in one run: the pool over ZeroMQ and over HTTP (N gateway processes),
 # config by config, then Infinity 0.0.78's own HTTP server (`infinity_emb v2`, /rerank) on the same requests,
 # with CrossEncoder.predict as the baseline. L6 stand-in, SQuAD: each query with its gold passage and 31
-# others, one 32-pair request per query; a lone client and 128 clients.
+# others, one 32-pair request per query; a lone client, then 128 clients.
 # Carry .whl (rerankpool's wheels), .whl-infinity (Infinity's pinned stack, installed apart) and .carry
 # (the SQuAD file, the stand-in's config and tokenizer in .carry/l6): `bash bench/gpu/http.sh`.
 set -uo pipefail
@@ -27,12 +27,17 @@ else:
     raise SystemExit("Infinity did not start")
 PY
 BROKER="--max-batch 256 --max-batch-tokens 131072 --batch-timeout-ms 5 --bucket-edges 512"
-T=470 run --out $R/h100-http-l6 --model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 32 \
-  --dataset squad-rerank --queries 1500 --candidates 32 --concurrency 1,128 --load-processes 4 \
-  --broker-args "$BROKER" --worker-args "--threads 8 --device-process" --baseline \
-  --http --http-processes $GATEWAYS --external "infinity-0.0.78=http://127.0.0.1:7997" \
-  --title "GPU: the pool over ZeroMQ and over HTTP ($GATEWAYS gateway processes), and Infinity 0.0.78 over HTTP" \
-  --description "L6 stand-in, fp16, 4 workers x 8 threads with a device process; SQuAD, 32-pair rerank requests"
+COMMON="--model /tmp/l6 --device cuda --engine torch:float16 --workers 4 --batch 32 --dataset squad-rerank
+  --candidates 32 --load-processes 4 --http --http-processes $GATEWAYS --external infinity-0.0.78=http://127.0.0.1:7997"
+# A lone client (with CrossEncoder.predict on the same pairs), then 128 clients on six times the queries.
+T=200 run --out $R/h100-http-lone $COMMON --queries 1000 --concurrency 1 --baseline \
+  --broker-args "$BROKER" --worker-args "--threads 8 --device-process" \
+  --title "GPU, a lone client: the pool over ZeroMQ and over HTTP, and Infinity 0.0.78 over HTTP" \
+  --description "L6 stand-in, fp16, 4 workers x 8 threads with a device process, $GATEWAYS gateway processes"
+T=260 run --out $R/h100-http-load $COMMON --queries 6000 --concurrency 128 \
+  --broker-args "$BROKER" --worker-args "--threads 8 --device-process" \
+  --title "GPU, 128 clients: the pool over ZeroMQ and over HTTP, and Infinity 0.0.78 over HTTP" \
+  --description "L6 stand-in, fp16, 4 workers x 8 threads with a device process, $GATEWAYS gateway processes"
 kill $INF 2>/dev/null
-grep -A12 "^| Batch | Conc" $R/h100-http-l6/h100-http-l6.md | head -12
-grep -iE "crossencoder|baseline" $R/h100-http-l6/h100-http-l6.md | head -5
+for n in lone load; do grep -A6 "^| Batch | Conc" $R/h100-http-$n/h100-http-$n.md; grep -A8 "^| Batch | Conc | Engine | Subset" $R/h100-http-$n/h100-http-$n.md; done
+grep -A2 "^| Baseline" $R/h100-http-lone/h100-http-lone.md
