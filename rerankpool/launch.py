@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rerankpool.client import Client
 from rerankpool.errors import NoReply
-from rerankpool.security import ClientSecurity
+from rerankpool.security.client import ClientSecurity
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import zmq.asyncio
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
 from rerankpool.errors import NoReply, ServerError
-from rerankpool.security import ClientSecurity
+from rerankpool.security.client import ClientSecurity
 
 
 class AsyncClient(BaseClient):

@@ -11,7 +11,7 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
 from rerankpool.errors import NoReply
-from rerankpool.security import ClientSecurity
+from rerankpool.security.client import ClientSecurity
 
 
 class Client(BaseClient):

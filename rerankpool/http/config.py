@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rerankpool.client._base import DEFAULT_ADDRESS
-from rerankpool.security import ClientSecurity
+from rerankpool.security.client import ClientSecurity
 
 DEADLINE_HEADER = "x-request-timeout-ms"  # a caller's deadline for one request, in milliseconds
 

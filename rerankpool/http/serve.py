@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Callable
 
 from rerankpool.http.config import GatewayConfig
-from rerankpool.security import is_public_endpoint
+from rerankpool.security.endpoints import is_public_endpoint
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ import pytest
 
 from rerankpool import Client, NoReply
 from rerankpool.launch import LocalPool
-from rerankpool.security import ClientSecurity, load_keypair, make_keys
+from rerankpool.security.client import ClientSecurity
+from rerankpool.security.keys import load_keypair, make_keys
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,28 @@ from __future__ import annotations
 import argparse
 import logging
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 import zmq
 
-from rerankpool import security as S
-from rerankpool.security import (
-    ClientSecurity,
-    KeyPair,
-    SecurityError,
-    ServerSecurity,
-    generate_keys,
-    load_keypair,
-    load_public_key,
-    make_keys,
-    warn_if_public_without_curve,
+import rerankpool.security
+from rerankpool.security.cli import (
+    client_flags,
+    client_security_from_args,
+    keys_parser,
+    server_flags,
+    server_security_from_args,
 )
+from rerankpool.security.client import ClientSecurity
+from rerankpool.security.endpoints import warn_if_public_without_curve
+from rerankpool.security.keys import KeyPair, SecurityError, generate_keys, load_keypair, load_public_key, make_keys
+from rerankpool.security.server import ServerSecurity
 
+LOGGER = "rerankpool.security"  # every module of the package logs under this one name, as before the split
 NOTHING_MS = 1000  # how long "nothing arrives" is watched
 ARRIVES_MS = 5000  # how long a positive case may take
 
@@ -54,7 +57,7 @@ class LogWaiter(logging.Handler):
 @pytest.fixture
 def logs():
     waiter = LogWaiter()
-    log = logging.getLogger(S.__name__)
+    log = logging.getLogger(LOGGER)
     old = log.level
     log.setLevel(logging.DEBUG)
     log.addHandler(waiter)
@@ -111,7 +114,7 @@ def dealer(ctx):
         sock.close(0)
 
 
-# -- over the wire ----------------------------------------------------------------------
+# -- over the wire (server, zap, watch) ------------------------------------------------
 
 
 def test_authorized_client_round_trip(broker, dealer, keydir):
@@ -208,7 +211,7 @@ def test_apply_refuses_without_a_running_authenticator(ctx, keydir):
         router.close(0)
 
 
-# -- key files --------------------------------------------------------------------------
+# -- key files (keys) ------------------------------------------------------------------
 
 
 def test_generate_keys_files_modes_and_no_overwrite(tmp_path):
@@ -269,29 +272,32 @@ def test_corrupt_or_missing_key_files_say_what_to_do(keydir, tmp_path):
         ServerSecurity.from_files(keydir / "broker.key_secret", authorized).authorized_keys()
 
 
+# -- the command line (cli) ------------------------------------------------------------
+
+
 def test_keys_command_and_flags(tmp_path, capsys, keydir):
     parser = argparse.ArgumentParser()
-    S.keys_parser(parser.add_subparsers())
+    keys_parser(parser.add_subparsers())
     args = parser.parse_args(["keys", "--out", str(tmp_path / "k"), "broker", "w1"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "--authorized-keys" in out and "w1.key" in out and "--server-key" in out
     assert (tmp_path / "k" / "w1.key_secret").exists()
 
-    server = argparse.ArgumentParser(parents=[S.server_flags()])
-    assert S.server_security_from_args(server.parse_args([])) is None
+    server = argparse.ArgumentParser(parents=[server_flags()])
+    assert server_security_from_args(server.parse_args([])) is None
     with pytest.raises(SecurityError, match="--authorized-keys"):
-        S.server_security_from_args(server.parse_args(["--curve-key", str(keydir / "broker.key_secret")]))
-    client = argparse.ArgumentParser(parents=[S.client_flags()])
-    assert S.client_security_from_args(client.parse_args([])) is None
+        server_security_from_args(server.parse_args(["--curve-key", str(keydir / "broker.key_secret")]))
+    client = argparse.ArgumentParser(parents=[client_flags()])
+    assert client_security_from_args(client.parse_args([])) is None
     with pytest.raises(SecurityError, match="both"):
-        S.client_security_from_args(client.parse_args(["--server-key", str(keydir / "broker.key")]))
-    sec = S.client_security_from_args(client.parse_args(
+        client_security_from_args(client.parse_args(["--server-key", str(keydir / "broker.key")]))
+    sec = client_security_from_args(client.parse_args(
         ["--curve-key", str(keydir / "client.key_secret"), "--server-key", str(keydir / "broker.key")]))
     assert sec.server_public == load_keypair(keydir / "broker.key").public
 
 
-# -- the plain-text warning -------------------------------------------------------------
+# -- the plain-text warning (endpoints) ------------------------------------------------
 
 
 @pytest.mark.parametrize("endpoint, public", [
@@ -311,10 +317,40 @@ def test_keys_command_and_flags(tmp_path, capsys, keydir):
     ("inproc://broker", False),
 ])
 def test_warn_if_public_without_curve(endpoint, public, caplog):
-    caplog.set_level(logging.WARNING, logger=S.__name__)
+    caplog.set_level(logging.WARNING, logger=LOGGER)
     assert warn_if_public_without_curve(endpoint, secured=False) is public
     assert any("without CURVE" in r.getMessage() and "rerankpool keys" in r.getMessage()
                for r in caplog.records) is public
     caplog.clear()
     assert warn_if_public_without_curve(endpoint, secured=True) is False
     assert not caplog.records
+
+
+# -- the package: a light client path, and the old names still reachable ---------------
+
+
+def test_importing_the_client_leaves_the_broker_machinery_unloaded():
+    """A client or worker process must not pay for the ZAP thread, the monitor thread or argparse flags."""
+    code = ("import sys, rerankpool; print(' '.join(sorted(m for m in sys.modules "
+            "if m.startswith(('zmq.auth', 'rerankpool.security')))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+                 .stdout.split())
+    assert "rerankpool.security.client" in loaded
+    assert not loaded & {"zmq.auth.thread", "rerankpool.security.server", "rerankpool.security.zap",
+                         "rerankpool.security.watch", "rerankpool.security.cli"}
+
+
+def test_every_public_name_is_still_reachable_from_the_package():
+    assert rerankpool.security.__all__ == [
+        "BrokerAuth", "ClientSecurity", "DEFAULT_KEY_NAMES", "KeyPair", "PUBLIC_SUFFIX", "REPEAT_WARNING_S",
+        "SECRET_SUFFIX", "SecurityError", "ServerSecurity", "client_flags", "client_security_from_args", "cmd_keys",
+        "generate_keys", "is_public_endpoint", "keys_parser", "load_authorized_keys", "load_keypair",
+        "load_public_key", "make_keys", "server_flags", "server_security_from_args", "usage_text",
+        "warn_if_public_without_curve",
+    ]
+    for name in rerankpool.security.__all__:
+        assert getattr(rerankpool.security, name) is not None
+    assert rerankpool.security.ServerSecurity is ServerSecurity
+    assert "ClientSecurity" in dir(rerankpool.security)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        rerankpool.security.no_such_name  # noqa: B018
