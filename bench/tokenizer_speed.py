@@ -14,7 +14,7 @@ import time
 from rerankpool.bench.ceilings import worker_batches
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.models import DEFAULT_MODEL, resolve_model
-from rerankpool.worker.loop import PACKED_POLICY
+from rerankpool.worker.policy import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 8192

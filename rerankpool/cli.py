@@ -62,7 +62,7 @@ def liveness_flags() -> argparse.ArgumentParser:
 
 def worker_flags(connect: bool) -> argparse.ArgumentParser:
     from rerankpool.models import DEFAULT_MODEL
-    from rerankpool.worker.device_process import DEFAULT_PASS_TOKENS
+    from rerankpool.worker.device.server import DEFAULT_PASS_TOKENS
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("worker")
@@ -141,7 +141,7 @@ def gateway_config(args: argparse.Namespace, connect: str, listen: str, processe
 
 
 def broker_config(args: argparse.Namespace, expect_workers: int = 0):
-    from rerankpool.security import server_security_from_args
+    from rerankpool.security.cli import server_security_from_args
 
     from rerankpool.broker.batching import BatchingConfig
     from rerankpool.broker.core import CoreConfig
@@ -174,7 +174,7 @@ def worker_threads(args: argparse.Namespace, workers: int, device: str) -> int:
 
 
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
-    from rerankpool.worker.loop import WorkerConfig
+    from rerankpool.worker.config import WorkerConfig
     from rerankpool.worker.pool import WorkerPool, with_device_processes, worker_configs
 
     n = args.workers
@@ -266,7 +266,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from rerankpool.security import client_security_from_args
+    from rerankpool.security.cli import client_security_from_args
 
     pool = worker_pool(args, args.connect, client_security_from_args(args))
     _install_drain_handlers(lambda: threading.Thread(target=pool.stop).start(), pool.stop)
@@ -281,7 +281,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_http(args: argparse.Namespace) -> int:
     from rerankpool.http.serve import serve
-    from rerankpool.security import client_security_from_args
+    from rerankpool.security.cli import client_security_from_args
 
     config = gateway_config(args, args.connect, args.listen, args.processes, args.timeout_s,
                             client_security_from_args(args))
@@ -291,7 +291,7 @@ def cmd_http(args: argparse.Namespace) -> int:
 def cmd_rerank(args: argparse.Namespace) -> int:
     from rerankpool import Client
 
-    from rerankpool.security import client_security_from_args
+    from rerankpool.security.cli import client_security_from_args
 
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with Client(args.connect, timeout=args.timeout, security=client_security_from_args(args)) as client:
@@ -304,7 +304,7 @@ def cmd_rerank(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from rerankpool import Client
 
-    from rerankpool.security import client_security_from_args
+    from rerankpool.security.cli import client_security_from_args
 
     with Client(args.connect, timeout=args.timeout, retries=0, security=client_security_from_args(args)) as client:
         stats = client.stats()
@@ -417,7 +417,7 @@ def bench_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rerankpool.security import client_flags, keys_parser, server_flags
+    from rerankpool.security.cli import client_flags, keys_parser, server_flags
 
     parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")

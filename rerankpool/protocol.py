@@ -5,7 +5,10 @@ Every message is two ZeroMQ frames after the routing identity: the protocol tag
 side can refuse what it does not understand. Scores travel as raw little-endian
 float32 bytes inside the header (msgpack ``bin``), indices as int32 bytes.
 
-Client -> broker (client DEALER, broker frontend ROUTER)::
+Each message has one builder in this module (``encode_*``, named with its group below);
+nothing else builds a header by hand, so every sender of a message sends the same bytes.
+
+Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
 
     {"op": "rerank", "id": int, "query": str, "docs": [str], "top_k": int|None,
      "activation": "raw"|"sigmoid", "timeout_ms": int|None}
@@ -16,7 +19,7 @@ Client -> broker (client DEALER, broker frontend ROUTER)::
         # answered once >= wait_workers workers are live, or at timeout_ms
     {"op": "cancel", "id": int}       # drop request `id` of this client; no reply
 
-Broker -> client::
+Broker -> client (``encode_scores_reply``, ``encode_value_reply``, ``encode_error_reply``)::
 
     {"id": int, "ok": True, "scores": f32 bytes, "indices": i32 bytes (rerank only),
      "usage": {"tokens": int, "tokenize_ms": float, "queue_ms": float, "inference_ms": float}}
@@ -24,7 +27,8 @@ Broker -> client::
     {"id": int, "ok": True, "stats": {...}} / {"id": int, "ok": True, "pong": {...}}
     {"id": int|None, "ok": False, "error": {"code": str, "message": str}}
 
-Worker -> broker (worker DEALER, broker backend ROUTER)::
+Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``encode_heartbeat``,
+``encode_result``, ``encode_failed``, ``encode_draining``, ``encode_bye``)::
 
     {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length}}
     {"op": "heartbeat"}
@@ -34,7 +38,7 @@ Worker -> broker (worker DEALER, broker backend ROUTER)::
     {"op": "draining"}                # send no more batches; "bye" follows when done
     {"op": "bye"}
 
-Broker -> worker::
+Broker -> worker (``encode_batch``, ``encode_heartbeat``, ``encode_disconnect``, ``encode_refused``)::
 
     {"op": "batch", "id": batch_id, "queries": [str], "query_index": i32 bytes, "docs": [str]}
     {"op": "heartbeat"}
@@ -42,13 +46,15 @@ Broker -> worker::
     {"op": "refused", "reason": str}  # this worker may not join; it exits
 
 Worker -> device process (``worker --device-process``: one process per device runs the
-model for the workers of that host; worker DEALER, device process ROUTER on ipc)::
+model for the workers of that host; worker DEALER, device process ROUTER on ipc;
+``encode_hello``, ``encode_forward``)::
 
     {"op": "hello"}
     {"op": "forward", "tag": int, "kind": "packed"|"padded", "arrays": {name: [dtype, shape]}}
         + one frame of raw bytes per array, in the order of "arrays"
 
-Device process -> worker (a forward's reply carries its "tag": a worker has several in flight)::
+Device process -> worker (a forward's reply carries its "tag": a worker has several in flight;
+``encode_device_info``, ``encode_forward_scores``, ``encode_device_error``)::
 
     {"ok": True, "info": {"engine", "device", "dtype", "packed", "pid"}}
     {"ok": True, "tag": int, "scores": f32 bytes, "computed_tokens": int, "memory": {...}, "pid": int,
@@ -429,6 +435,36 @@ def encode_failed(batch_id: int, error: str) -> list[bytes]:
     return pack({"op": W_FAILED, "id": batch_id, "error": error})
 
 
+def encode_ready(info: WorkerInfo) -> list[bytes]:
+    """A worker registers (again, after ``disconnect`` or a reconnect)."""
+    return pack({"op": W_READY, "info": info.__dict__})
+
+
+def encode_heartbeat() -> list[bytes]:
+    """A heartbeat, either way (``W_HEARTBEAT`` and ``B_HEARTBEAT`` are the same op)."""
+    return pack({"op": W_HEARTBEAT})
+
+
+def encode_draining() -> list[bytes]:
+    """A stopping worker: send it no more batches; ``bye`` follows once it has answered those it holds."""
+    return pack({"op": W_DRAINING})
+
+
+def encode_bye() -> list[bytes]:
+    """A worker leaves, its batches all answered."""
+    return pack({"op": W_BYE})
+
+
+def encode_disconnect() -> list[bytes]:
+    """To a peer the broker does not know: register again with ``ready``."""
+    return pack({"op": B_DISCONNECT})
+
+
+def encode_refused(reason: str) -> list[bytes]:
+    """To a worker that may not join (for instance, another model); it exits."""
+    return pack({"op": B_REFUSED, "reason": reason})
+
+
 # -- worker <-> device process -------------------------------------------------------
 
 
@@ -437,6 +473,29 @@ def encode_forward(kind: str, arrays: dict[str, np.ndarray], *, tag: int) -> lis
     shapes = {name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}
     return [*pack({"op": D_FORWARD, "tag": tag, "kind": kind, "arrays": shapes}),
             *(np.ascontiguousarray(a).data for a in arrays.values())]
+
+
+def encode_hello() -> list[bytes]:
+    """A worker asks the device process what it runs; ``encode_device_info`` answers."""
+    return pack({"op": D_HELLO})
+
+
+def encode_device_info(*, engine: str, device: str, dtype: str, packed: bool, pid: int) -> list[bytes]:
+    """The device process's answer to ``hello``: its engine, and whether that takes packed chunks."""
+    return pack({"ok": True, "info": {"engine": engine, "device": device, "dtype": dtype, "packed": packed,
+                                      "pid": pid}})
+
+
+def encode_forward_scores(tag: int, scores: np.ndarray, *, computed_tokens: int, memory: dict[str, float],
+                          pid: int, device_ms: float) -> list[bytes]:
+    """A forward's scores; ``device_ms`` from taking the chunk off the socket to this reply."""
+    return pack({"ok": True, "tag": tag, "scores": f32_bytes(scores), "computed_tokens": computed_tokens,
+                 "memory": memory, "pid": pid, "device_ms": device_ms})
+
+
+def encode_device_error(tag: int | None, error: str) -> list[bytes]:
+    """A forward that failed, or a request that could not be read (``tag`` None when it is unknown)."""
+    return pack({"ok": False, "tag": tag, "error": error})
 
 
 def decode_forward(header: dict[str, Any], frames: Sequence[bytes]) -> tuple[str, dict[str, np.ndarray]]:

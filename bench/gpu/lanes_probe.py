@@ -19,7 +19,7 @@ from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.worker.engines.base import EngineConfig
 from rerankpool.worker.engines.packed_bert import GraphedPackedBert
 from rerankpool.worker.engines.torch_engine import TorchEngine
-from rerankpool.worker.loop import PACKED_POLICY
+from rerankpool.worker.policy import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer
 
 REPS = 200

@@ -15,7 +15,7 @@ from pathlib import Path
 import flash_tokenizer
 
 from rerankpool.bench.datasets import load_squad, rerank_workload
-from rerankpool.worker.loop import PACKED_POLICY
+from rerankpool.worker.policy import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer
 
 tok = PairTokenizer(Path(sys.argv[1]), threads=8)

@@ -27,7 +27,8 @@ import numpy as np
 
 from rerankpool.bench.children import collect
 from rerankpool.bench.results import BaselineResult
-from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer, unpad
+from rerankpool.worker.policy import ChunkPolicy
+from rerankpool.worker.tokenize import PairTokenizer, unpad
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: s
     from rerankpool.worker.pool import thread_env
 
     os.environ.update(thread_env(threads, device))
-    from rerankpool.worker.loop import WorkerConfig
+    from rerankpool.worker.config import WorkerConfig
 
     # The chunks a worker cuts on this device: packed on CUDA (BERT models), padded elsewhere.
     policy = WorkerConfig(device=device).policy(packed=device.startswith("cuda"))

@@ -37,8 +37,8 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     from rerankpool import protocol as P
     from rerankpool.stats.events import padding_waste_pct
     from rerankpool.worker.engines.base import EngineConfig, run_batch
+    from rerankpool.worker.config import WorkerConfig
     from rerankpool.worker.engines.torch_engine import TorchEngine
-    from rerankpool.worker.loop import WorkerConfig
     from rerankpool.worker.pipeline import Pipeline
     from rerankpool.worker.tokenize import PairTokenizer
 

@@ -24,7 +24,8 @@ from rerankpool._version import __version__
 from rerankpool.broker.assembly import Outcome, finalize
 from rerankpool.broker.core import CoreConfig, PoolCore
 from rerankpool.broker.registry import Batch, WorkerState
-from rerankpool.security import ServerSecurity, warn_if_public_without_curve
+from rerankpool.security.endpoints import warn_if_public_without_curve
+from rerankpool.security.server import ServerSecurity
 from rerankpool.sockets import received
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class Broker:
             self._send_batch(worker, batch)
         if now >= self._next_heartbeat:
             for worker in self.core.workers:
-                self._send_worker(worker.identity, {"op": P.B_HEARTBEAT})
+                self._send_worker(worker.identity, P.encode_heartbeat())
             self._next_heartbeat = now + self.config.core.liveness.heartbeat_interval_s
 
     def _answer_pings(self, now: float) -> None:
@@ -221,7 +222,7 @@ class Broker:
             return
         if not workers.touch(identity, now):
             if op != P.W_BYE:
-                self._send_worker(identity, {"op": P.B_DISCONNECT})
+                self._send_worker(identity, P.encode_disconnect())
             return
         try:
             if op == P.W_RESULT:
@@ -243,12 +244,12 @@ class Broker:
         try:
             info = P.WorkerInfo.from_dict(header.get("info"))
         except P.ProtocolError as exc:
-            self._send_worker(identity, {"op": P.B_REFUSED, "reason": exc.message})
+            self._send_worker(identity, P.encode_refused(exc.message))
             return
         reason = self.core.register(identity, info, now)
         if reason is not None:
             logger.error("refused worker %s:%s: %s", info.host, info.pid, reason)
-            self._send_worker(identity, {"op": P.B_REFUSED, "reason": reason})
+            self._send_worker(identity, P.encode_refused(reason))
             return
         n = len(self.core.workers)
         logger.info(
@@ -274,11 +275,10 @@ class Broker:
             self._reply(outcome)
 
     def _send_batch(self, worker: WorkerState, batch: Batch) -> None:
-        if not self._send_worker(worker.identity, P.encode_batch(batch_message(batch)), raw=True):
+        if not self._send_worker(worker.identity, P.encode_batch(batch_message(batch))):
             self.core.remove_worker(worker.identity)  # unreachable: everything it held is requeued
 
-    def _send_worker(self, identity: bytes, message: dict[str, Any] | list[bytes], raw: bool = False) -> bool:
-        frames = message if raw else P.pack(message)  # type: ignore[arg-type]
+    def _send_worker(self, identity: bytes, frames: list[bytes]) -> bool:
         try:
             self.backend.send_multipart([identity, *frames], zmq.NOBLOCK)
             return True

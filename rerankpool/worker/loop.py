@@ -3,7 +3,9 @@
 A DEALER socket talks to the broker's backend ROUTER. Heartbeats run both ways;
 when the broker goes silent the worker reconnects with exponential backoff and
 registers again (Paranoid Pirate). On SIGTERM it stops taking batches, finishes
-those it holds, says goodbye and exits.
+those it holds, says goodbye and exits. What it is told to run is a ``WorkerConfig``
+(``rerankpool.worker.config``); its stages (``rerankpool.worker.stages``) tokenize and run
+the batches it takes.
 """
 
 from __future__ import annotations
@@ -15,114 +17,23 @@ import socket as pysocket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import zmq
 
 from rerankpool import protocol as P
 from rerankpool.heap import freeze_startup_heap
-from rerankpool.security import ClientSecurity
 from rerankpool.sockets import received
-from rerankpool.models import ResolvedModel
-from rerankpool.worker.engines import Engine, EngineConfig, load_engine
+from rerankpool.worker.config import WorkerConfig
+from rerankpool.worker.device.client import DeviceClient
+from rerankpool.worker.device.stages import DeviceStages
+from rerankpool.worker.engines import Engine, load_engine
 from rerankpool.worker.engines.base import EngineGone
-from rerankpool.worker.device_client import DeviceClient
-from rerankpool.worker.device_stages import DeviceStages
 from rerankpool.worker.pipeline import Pipeline
-from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
+from rerankpool.worker.policy import warmup_shapes
+from rerankpool.worker.stages import Stages
+from rerankpool.worker.tokenize import PairTokenizer
 
 logger = logging.getLogger(__name__)
-
-# How batches are cut into padded chunks, per runtime. On CPU, exact lengths and small
-# chunks cost least. On a GPU a launch costs more than a few padded tokens: bigger chunks,
-# lengths rounded to 8. MLX compiles a graph per shape: few shapes.
-CHUNK_POLICIES = {
-    "cpu": ChunkPolicy(overhead_tokens=32),
-    "cuda": ChunkPolicy(overhead_tokens=8192, pad_multiple=8),
-    "mps": ChunkPolicy(overhead_tokens=2048, pad_multiple=16),
-    "mlx": ChunkPolicy(overhead_tokens=1024, pad_multiple=16),
-}
-# Engines that run packed tokens have no padding to plan: a pass holds at most this many
-# tokens, which bounds activation memory (MiniLM-L12, fp16: ~0.4 GB at 64k tokens).
-PACKED_POLICY = ChunkPolicy(packed=True, max_tokens=65_536)
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    connect: str = "tcp://127.0.0.1:5556"
-    model: str = "ms-marco-MiniLM-L-12-v2"
-    engine: str = "torch"
-    device: str = "cpu"
-    dtype: str = "float32"
-    max_length: int = 512
-    capacity: int = 2  # batches in flight: >= 2 so the next batch is tokenized while one runs
-    threads: int | None = None
-    compile: bool = False
-    warmup: bool = True
-    heartbeat_interval_s: float = 1.0
-    liveness: int = 3
-    reconnect_initial_s: float = 0.25
-    reconnect_max_s: float = 8.0
-    chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
-    packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
-    cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
-    fast_tokenizer: bool = True  # flash-tokenizer for BERT vocabularies, where it matches tokenizers
-    device_endpoint: str | None = None  # run the model in this host's device process, not in this worker
-    name: str = field(default="worker")
-    security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
-
-    def policy(self, packed: bool = False) -> ChunkPolicy:
-        """How batches are cut for the loaded engine (``packed``: it takes packed tokens)."""
-        if self.chunk_policy is not None:
-            return self.chunk_policy
-        if packed:
-            return PACKED_POLICY
-        kind = "mlx" if self.engine == "mlx" else self.device.split(":")[0]
-        return CHUNK_POLICIES.get(kind, ChunkPolicy())
-
-    def engine_config(self, model: ResolvedModel) -> EngineConfig:
-        return EngineConfig(
-            model_path=model.path,
-            engine=self.engine,
-            device=self.device,
-            dtype=self.dtype,
-            max_length=self.max_length,
-            threads=self.threads,
-            compile=self.compile,
-            onnx_path=model.onnx_path,
-            packed=self.packed,
-            cuda_graphs=self.cuda_graphs,
-        )
-
-
-def warmup_shapes(policy: ChunkPolicy, max_length: int) -> list[tuple[int, int]]:
-    """(rows, length) shapes to run once at start, so first requests don't pay for new shapes."""
-    multiple = policy.pad_multiple
-    lengths = sorted({max(multiple, (n // multiple) * multiple) for n in (32, 64, 128, 256)})
-    shapes = [(8, n) for n in lengths if n <= max_length]
-    if policy.packed:  # packed passes vary in total tokens: warm the kernels for large ones too
-        shapes += [(rows, 128) for rows in (64, 256, 512)]
-    return shapes
-
-
-class Stages(Protocol):
-    """What the socket loop needs of a worker's stages (``Pipeline`` or ``DeviceStages``)."""
-
-    socket: zmq.Socket  # readable when ``collect`` has results
-
-    @property
-    def pending(self) -> int:
-        """Batches submitted and not yet answered."""
-
-    def submit(self, message: P.BatchMessage) -> list[list[bytes]]:
-        """Take a batch; returns frames for the broker now (a failure, or results already finished)."""
-
-    def collect(self) -> list[list[bytes]]:
-        """The frames of the batches finished since the last call."""
-
-    def check(self) -> None:
-        """Raise if the stages can run nothing more."""
 
 
 class WorkerRefused(RuntimeError):
@@ -142,7 +53,7 @@ class Worker:
             self.engine: Engine | DeviceClient = DeviceClient(config.device_endpoint, self.ctx)
         else:
             self.engine = load_engine(config.engine_config(self.model))
-        self.policy = config.policy(packed=getattr(self.engine, "packed", False))
+        self.policy = config.policy(packed=self.engine.packed)
         self.tokenizer = PairTokenizer(
             self.model.path / "tokenizer.json", config.max_length, fast=config.fast_tokenizer, threads=config.threads
         )
@@ -177,7 +88,7 @@ class Worker:
         if self.config.security is not None:
             self.config.security.apply(dealer)
         dealer.connect(self.config.connect)
-        dealer.send_multipart(P.pack({"op": P.W_READY, "info": self.info().__dict__}))
+        dealer.send_multipart(P.encode_ready(self.info()))
         return dealer
 
     def run(self) -> None:
@@ -230,9 +141,9 @@ class Worker:
                     self._stop.set()
                 if self._stop.is_set() and not draining:
                     draining = True
-                    dealer.send_multipart(P.pack({"op": P.W_DRAINING}))
+                    dealer.send_multipart(P.encode_draining())
                 if draining and stages.pending == 0:
-                    dealer.send_multipart(P.pack({"op": P.W_BYE}))
+                    dealer.send_multipart(P.encode_bye())
                     logger.info("worker %d finished its batches; goodbye", os.getpid())
                     return
                 timeout_ms = max(0, int(1000 * (min(next_heartbeat, broker_expires) - time.monotonic())))
@@ -249,7 +160,7 @@ class Worker:
                             dealer.send_multipart(reply)
                 if now >= next_heartbeat:
                     stages.check()
-                    dealer.send_multipart(P.pack({"op": P.W_HEARTBEAT}))
+                    dealer.send_multipart(P.encode_heartbeat())
                     next_heartbeat = now + interval
                 if now >= broker_expires:
                     logger.warning("broker silent for %.1f s; reconnecting in %.2f s", interval * self.config.liveness,
@@ -277,7 +188,7 @@ class Worker:
             return stages.submit(P.decode_batch(header))
         if op == P.B_DISCONNECT:
             logger.info("broker asked this worker to register again")
-            return [P.pack({"op": P.W_READY, "info": self.info().__dict__})]
+            return [P.encode_ready(self.info())]
         if op == P.B_REFUSED:
             raise WorkerRefused(f"the broker refused this worker: {header.get('reason')}")
         if op != P.B_HEARTBEAT:

@@ -1,7 +1,7 @@
 """The stages of a worker that runs the model itself: a tokenizer thread feeding the forward loop.
 
-(With ``--device-process`` the model runs elsewhere, and ``device_stages`` does the
-worker's part on its socket thread alone.)
+(With ``--device-process`` the model runs elsewhere, and ``device.stages`` does the
+worker's part on its socket thread alone; both implement ``rerankpool.worker.stages.Stages``.)
 
 While the model runs batch k, the tokenizer thread prepares batch k+1 (``tokenizers``
 releases the GIL while it works; flash-tokenizer holds it, for a sixth of the time).
@@ -27,7 +27,9 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool.sockets import received
 from rerankpool.worker.engines.base import EncodedBatch, Engine, run_batch
-from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
+from rerankpool.worker.policy import ChunkPolicy
+from rerankpool.worker.stages import batch_timings
+from rerankpool.worker.tokenize import PairTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -149,15 +151,6 @@ class Pipeline:
                 logger.exception("batch %d failed in the model", item.message.id)
                 out.send_multipart(P.encode_failed(item.message.id, f"{type(exc).__name__}: {exc}"))
                 continue
-            end = time.perf_counter()
-            timings = P.BatchTimings(
-                size=item.encoded.size,
-                tokenize_ms=item.tokenize_ms,
-                inference_ms=1000.0 * (end - start),
-                real_tokens=item.encoded.real_tokens,
-                padded_tokens=item.encoded.padded_tokens,
-                chunks=len(item.encoded.chunks),
-                worker_ms=1000.0 * (end - item.arrived),
-            )
+            timings = batch_timings(item.encoded, arrived=item.arrived, tokenize_ms=item.tokenize_ms, started=start)
             out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory(),
                                                item.encoded.pair_tokens()))

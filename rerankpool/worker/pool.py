@@ -3,7 +3,7 @@
 A worker that crashes is restarted with backoff. A worker that cannot start at all
 (bad model, bad device: exit status 2 or 3) stops the whole pool, since restarting
 it would fail the same way. With ``--device-process`` the pool also runs one device
-process per device (``rerankpool.worker.device_process``), supervised the same way;
+process per device (``rerankpool.worker.device.server``), supervised the same way;
 it starts first and stops last, after its workers have finished their batches.
 """
 
@@ -17,8 +17,8 @@ import time
 from dataclasses import replace
 from multiprocessing.connection import wait
 
-from rerankpool.worker.device_process import DEFAULT_PASS_TOKENS, DeviceProcessConfig, device_endpoint
-from rerankpool.worker.loop import WorkerConfig
+from rerankpool.worker.config import WorkerConfig
+from rerankpool.worker.device.server import DEFAULT_PASS_TOKENS, DeviceProcessConfig, device_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _child(config: WorkerConfig | DeviceProcessConfig) -> None:
     for key, value in thread_env(worker.threads, worker.device).items():
         os.environ.setdefault(key, value)
     if isinstance(config, DeviceProcessConfig):
-        from rerankpool.worker.device_process import run_device_process
+        from rerankpool.worker.device.server import run_device_process
 
         raise SystemExit(run_device_process(config))
     from rerankpool.worker.loop import run_worker

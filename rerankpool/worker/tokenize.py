@@ -1,12 +1,12 @@
-"""Tokenize (query, doc) pairs and plan padded chunks of similar length.
+"""Tokenize (query, doc) pairs into padded chunks of similar length (or packed ones).
 
 Shared by all engines. ``tokenizers`` (with flash-tokenizer for plain BERT vocabularies,
 see ``rerankpool.worker.wordpiece``) does the work, truncating ``longest_first`` like
 transformers' ``tokenizer(q, d, truncation=True)``. The batch is sorted by real token
 length and cut into chunks so that padding stays small: a batch that mixes short and
-long pairs runs as a few forward passes instead of one padded to the longest pair.
-Engines that run packed tokens (``packed_bert``) get the pairs back to back instead,
-with no padding to plan.
+long pairs runs as a few forward passes instead of one padded to the longest pair (how
+it is cut, per runtime: ``rerankpool.worker.policy``). Engines that run packed tokens
+(``packed_bert``) get the pairs back to back instead, with no padding to plan.
 """
 
 from __future__ import annotations
@@ -20,67 +20,8 @@ import itertools
 import numpy as np
 
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
+from rerankpool.worker.policy import ChunkPolicy, plan_chunks, plan_packed, round_up
 from rerankpool.worker.wordpiece import TextIds, load_fast_wordpiece, ragged_take
-
-
-@dataclass(frozen=True)
-class ChunkPolicy:
-    """How a length-sorted batch is cut into forward passes.
-
-    One more forward pass costs about ``overhead_tokens`` padded tokens of compute (launch
-    and Python overhead: a few tokens on a CPU, thousands on a GPU running eager PyTorch).
-    A chunk is closed before a pair whose length would add more padding than that, or
-    would take the chunk past ``max_tokens``. ``pad_multiple`` rounds padded lengths up,
-    so compiled runtimes see few distinct shapes.
-    """
-
-    overhead_tokens: int = 32
-    max_tokens: int | None = None
-    pad_multiple: int = 1
-    packed: bool = False  # packed chunks (no padding), cut only by ``max_tokens`` of real tokens
-
-
-def round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def plan_packed(lengths: Sequence[int], max_tokens: int | None) -> list[np.ndarray]:
-    """Rows sorted by length, cut so that no chunk holds more than ``max_tokens`` tokens."""
-    lens = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(lens, kind="stable")
-    if max_tokens is None or not len(order):
-        return [order] if len(order) else []
-    chunks: list[np.ndarray] = []
-    start = used = 0
-    for pos, row in enumerate(order):
-        if pos > start and used + lens[row] > max_tokens:
-            chunks.append(order[start:pos])
-            start, used = pos, 0
-        used += int(lens[row])
-    chunks.append(order[start:])
-    return chunks
-
-
-def plan_chunks(lengths: Sequence[int], policy: ChunkPolicy = ChunkPolicy()) -> list[np.ndarray]:
-    """Split rows into chunks of similar length; returns row indices, sorted by length."""
-    lens = np.asarray(lengths, dtype=np.int64)
-    order = np.argsort(lens, kind="stable")
-    chunks: list[np.ndarray] = []
-    start = 0
-    width = 0
-    for pos, row in enumerate(order):
-        length = round_up(int(lens[row]), policy.pad_multiple)
-        rows = pos - start
-        if rows:
-            extra_padding = rows * (length - width)
-            too_big = policy.max_tokens is not None and (rows + 1) * length > policy.max_tokens
-            if extra_padding > policy.overhead_tokens or too_big:
-                chunks.append(order[start:pos])
-                start = pos
-        width = length
-    if len(order) > start:
-        chunks.append(order[start:])
-    return chunks
 
 
 def unpad(chunk: Chunk) -> PackedChunk:

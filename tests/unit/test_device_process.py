@@ -12,13 +12,13 @@ import pytest
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.worker.device_client import DeviceClient, DeviceReply
-from rerankpool.worker.chunk_frames import chunk_arrays
-from rerankpool.worker.device_process import DeviceServer, merge_packed, split_scores
+from rerankpool.worker.device.client import DeviceClient, DeviceReply
+from rerankpool.worker.device.server import DeviceServer, merge_packed, split_scores
+from rerankpool.worker.device.stages import DeviceStages, OpenBatch
+from rerankpool.worker.device.wire import chunk_arrays
 from rerankpool.worker.engines import EngineConfig, load_engine
-from rerankpool.worker.device_stages import DeviceStages, OpenBatch
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, EngineGone, PackedChunk
-from rerankpool.worker.loop import PACKED_POLICY
+from rerankpool.worker.policy import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer, unpad
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rerankpool.worker.engines import ENGINES, load_engine
-from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError, PackedChunk
+from rerankpool.worker.engines.base import AsyncEngine, Chunk, Engine, EngineConfig, EngineLoadError, PackedChunk
 from rerankpool.worker.tokenize import unpad
 
 pytest.importorskip("torch")
@@ -87,6 +87,17 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 def test_engines_are_registered():
     assert ENGINES["mlx"] == ("rerankpool.worker.engines.mlx_engine", "MlxEngine")
     assert ENGINES["onnx"] == ("rerankpool.worker.engines.onnx_engine", "OnnxEngine")
+
+
+def test_engines_declare_what_they_can_do(tmp_path):
+    """Abilities are declared on the class (``packed``, ``AsyncEngine``); a class that is no engine is refused."""
+    from rerankpool.worker.engines.null_engine import NullEngine
+    from rerankpool.worker.engines.torch_engine import TorchEngine
+
+    assert issubclass(TorchEngine, AsyncEngine) and not issubclass(NullEngine, AsyncEngine)
+    assert NullEngine.packed is False
+    with pytest.raises(EngineLoadError, match="subclass rerankpool.worker.engines.base.Engine"):
+        load_engine(EngineConfig(tmp_path, engine="rerankpool.worker.engines.base:EncodedBatch"))
 
 
 # --- torch, packed tokens -------------------------------------------------------------------
@@ -390,9 +401,9 @@ def squad_items():
 
 def score_items(engine: Engine, tokenizer, items, max_docs: int | None = None) -> list[list[float]]:
     from rerankpool.worker.engines.base import run_batch
-    from rerankpool.worker.tokenize import ChunkPolicy
+    from rerankpool.worker.policy import ChunkPolicy
 
-    policy = ChunkPolicy(packed=True) if getattr(engine, "packed", False) else ChunkPolicy(pad_multiple=16)
+    policy = ChunkPolicy(packed=True) if engine.packed else ChunkPolicy(pad_multiple=16)
     out = []
     for item in items:
         docs = item.docs[:max_docs]

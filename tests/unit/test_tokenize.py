@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerankpool.worker.tokenize import ChunkPolicy, plan_chunks, plan_packed, round_up
+from rerankpool.worker.policy import ChunkPolicy, plan_chunks, plan_packed, round_up
 from rerankpool.worker.wordpiece import balanced_order
 
 

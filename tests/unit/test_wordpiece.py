@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rerankpool.models import DEFAULT_MODEL, resolve_model
-from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer, longest_first
+from rerankpool.worker.policy import ChunkPolicy
+from rerankpool.worker.tokenize import PairTokenizer, longest_first
 from rerankpool.worker.wordpiece import bert_spec, load_fast_wordpiece
 
 pytest.importorskip("flash_tokenizer", reason="flash-tokenizer has wheels for Linux x86-64 and Windows only")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from rerankpool.worker.engines.base import Engine, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.base import AsyncEngine, Engine, EngineConfig, EngineLoadError
 
 # name -> (module, class); modules are imported only when chosen, so a worker
 # never pays for (or needs) runtimes it does not use.
@@ -34,7 +34,13 @@ def load_engine(config: EngineConfig) -> Engine:
             f"the {config.engine} engine needs a package that is not installed ({exc.name}); "
             f"install it with: pip install 'rerankpool[{config.engine}]'"
         ) from exc
-    return getattr(module, class_name)(config)
+    engine_class = getattr(module, class_name)
+    if not (isinstance(engine_class, type) and issubclass(engine_class, Engine)):
+        raise EngineLoadError(
+            f"--engine {config.engine}: {class_name} is not an engine; subclass "
+            "rerankpool.worker.engines.base.Engine (or AsyncEngine)"
+        )
+    return engine_class(config)
 
 
-__all__ = ["ENGINES", "Engine", "EngineConfig", "EngineLoadError", "load_engine"]
+__all__ = ["ENGINES", "AsyncEngine", "Engine", "EngineConfig", "EngineLoadError", "load_engine"]

@@ -10,9 +10,10 @@ be compared across engines pair for pair.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class PackedChunk:
 
     ``lengths`` (ascending) gives each pair's token count; ``rows`` indexes the batch's
     pairs as in ``Chunk``. Token arrays are 1-D, ``sum(lengths)`` long. Only engines
-    with ``packed = True`` receive these.
+    that declare ``Engine.packed`` receive these.
     """
 
     rows: np.ndarray
@@ -104,26 +105,62 @@ class EncodedBatch:
         return tokens
 
 
-@runtime_checkable
-class Engine(Protocol):
-    """A loaded model on one device. ``forward`` returns raw logits, float32, shape [n].
+class Engine(ABC):
+    """A loaded model on one device: every engine subclasses this, and declares here what it can do.
 
-    An engine that sets ``packed = True`` is given ``PackedChunk``s instead of ``Chunk``s.
+    An engine sets ``name``, ``device`` and ``dtype`` and implements ``forward`` (raw
+    logits, float32, shape [n]), ``warmup`` and ``memory``. What more it can do, callers
+    read from these declarations (they never probe an engine for methods):
+
+    - ``packed``: it takes ``PackedChunk``s (pairs back to back, no padding) instead of
+      ``Chunk``s. False unless an engine says so, on its class or, when it depends on the
+      model and device, on the instance.
+    - starting a pass without waiting for it: such an engine subclasses ``AsyncEngine``.
     """
 
     name: str
     device: str
     dtype: str
+    packed: bool = False
 
-    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray: ...
+    @abstractmethod
+    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
+        """Raw logits for the chunk's rows, float32, shape [len(chunk.rows)]."""
 
+    @abstractmethod
     def warmup(self, shapes: list[tuple[int, int]]) -> None:
         """Run once per (batch, length) shape so first requests don't pay compile costs."""
-        ...
 
+    @abstractmethod
     def memory(self) -> dict[str, float]:
         """Allocator memory in MB (empty when the runtime has none to report)."""
-        ...
+
+
+class AsyncEngine(Engine):
+    """An engine that can start a forward pass and wait for it later (torch: the kernels are queued).
+
+    The device process keeps up to two passes in flight with such an engine, launching the
+    next while the device still runs the last; with any other engine it runs each pass to
+    the end (``forward``) before it takes the next. ``forward`` is ``collect(launch(chunk))``.
+    """
+
+    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
+        return self.collect(self.launch(chunk))
+
+    @abstractmethod
+    def launch(self, chunk: Chunk | PackedChunk) -> Any:
+        """Start the chunk's pass; returns what ``collect`` and ``running`` take."""
+
+    @abstractmethod
+    def collect(self, pending: Any) -> np.ndarray:
+        """Wait for a launched pass; its scores, as ``forward`` returns them."""
+
+    def running(self, pending: Any) -> bool:
+        """True while a launched pass is still running and worth not waiting for (the caller does other work).
+
+        By default False: the caller waits in ``collect``.
+        """
+        return False
 
 
 def run_batch(engine: Engine, batch: EncodedBatch) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from rerankpool.worker.engines.base import Chunk, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
 from rerankpool.worker.engines.mlx_bert import BertLoadError, load_bert
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _memory_fn(name: str) -> Callable[[], int] | None:
     return fn
 
 
-class MlxEngine:
+class MlxEngine(Engine):
     name = "mlx"
 
     def __init__(self, config: EngineConfig) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rerankpool.worker.engines.base import Chunk, EngineConfig
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig
 
 
 def null_scores(chunk: Chunk) -> np.ndarray:
@@ -17,7 +17,7 @@ def null_scores(chunk: Chunk) -> np.ndarray:
     return ((checksum % 100_003) / 1000.0).astype(np.float32)
 
 
-class NullEngine:
+class NullEngine(Engine):
     name = "null"
 
     def __init__(self, config: EngineConfig) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rerankpool.worker.engines.base import Chunk, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def resolve_providers(device: str) -> tuple[list, str]:
     raise EngineLoadError(f"unknown --device {device!r} for --engine onnx: use cpu, cuda or cuda:N")
 
 
-class OnnxEngine:
+class OnnxEngine(Engine):
     name = "onnx"
 
     def __init__(self, config: EngineConfig) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rerankpool.worker.tokenize import ChunkPolicy, plan_chunks
+from rerankpool.worker.policy import ChunkPolicy, plan_chunks
 
 logger = logging.getLogger(__name__)
 

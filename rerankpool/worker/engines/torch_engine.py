@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rerankpool.worker.engines.base import Chunk, EngineConfig, EngineLoadError, PackedChunk
+from rerankpool.worker.engines.base import AsyncEngine, Chunk, EngineConfig, EngineLoadError, PackedChunk
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class InFlight:
     short: bool = False  # replayed from a CUDA graph: done within a millisecond or two, so waited for by polling
 
 
-class TorchEngine:
+class TorchEngine(AsyncEngine):
+    """Launches a pass without waiting for it (``AsyncEngine``); ``packed`` when it runs ``packed_bert``."""
+
     name = "torch"
 
     def __init__(self, config: EngineConfig) -> None:
@@ -110,9 +112,6 @@ class TorchEngine:
             logger.info("packed forward pass not used: %s", reason)
             return None
         return PackedBert(self.model, fused=config.compile)
-
-    def forward(self, chunk: Chunk | PackedChunk) -> np.ndarray:
-        return self.collect(self.launch(chunk))
 
     def launch(self, chunk: Chunk | PackedChunk) -> InFlight:
         """Start a chunk's forward pass and the copy of its scores to the host; ``collect`` waits for both.

@@ -24,9 +24,11 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.sockets import received
-from rerankpool.worker.device_client import DeviceClient, DeviceReply
+from rerankpool.worker.device.client import DeviceClient, DeviceReply
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, EngineGone, PackedChunk
-from rerankpool.worker.tokenize import ChunkPolicy, PairTokenizer
+from rerankpool.worker.policy import ChunkPolicy
+from rerankpool.worker.stages import batch_timings
+from rerankpool.worker.tokenize import PairTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +68,16 @@ class OpenBatch:
         """The frames for the broker: the scores and timings, or why the batch failed."""
         if self.error is not None:
             return P.encode_failed(self.message.id, self.error)
-        end = time.perf_counter()
-        timings = P.BatchTimings(
-            size=self.encoded.size,
-            tokenize_ms=1000.0 * (self.sent - self.arrived),
-            inference_ms=1000.0 * (end - self.sent),
-            real_tokens=self.encoded.real_tokens,
-            padded_tokens=self.encoded.padded_tokens,
-            chunks=len(self.encoded.chunks),
-            worker_ms=1000.0 * (end - self.arrived),
-            device_ms=self.device_ms,
-        )
+        timings = batch_timings(self.encoded, arrived=self.arrived, tokenize_ms=1000.0 * (self.sent - self.arrived),
+                                started=self.sent, device_ms=self.device_ms)
         return P.encode_result(self.message.id, self.scores, timings, memory, self.encoded.pair_tokens())
 
 
 class DeviceStages:
     """Tokenizes on the calling thread and keeps the batches' chunks in flight with the device process.
 
-    The worker's socket loop calls ``submit`` for each batch, polls ``socket`` and calls
+    It implements ``rerankpool.worker.stages.Stages``, as ``Pipeline`` does. The
+    worker's socket loop calls ``submit`` for each batch, polls ``socket`` and calls
     ``collect`` when it is readable; both return the frames to send to the broker. It
     calls ``check`` now and then, which raises ``EngineGone`` if the device process is
     gone, as ``collect`` does when its replies stop making sense: the worker exits, the

@@ -12,7 +12,7 @@ import numpy as np
 import zmq
 
 from rerankpool import protocol as P
-from rerankpool.worker.chunk_frames import chunk_arrays
+from rerankpool.worker.device.wire import chunk_arrays
 from rerankpool.worker.engines.base import Chunk, EngineGone, PackedChunk
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class DeviceClient:
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
-        self.socket.send_multipart(P.pack({"op": P.D_HELLO}))
+        self.socket.send_multipart(P.encode_hello())
         deadline = time.monotonic() + start_timeout_s
         while not self.socket.poll(int(1000 * check_every_s)):
             if time.monotonic() > deadline:  # not fatal: the supervisor restarts this worker, which asks again

@@ -31,9 +31,10 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.heap import freeze_startup_heap
-from rerankpool.worker.chunk_frames import chunk_from_arrays
-from rerankpool.worker.engines.base import Chunk, Engine, PackedChunk
-from rerankpool.worker.loop import PACKED_POLICY, WorkerConfig
+from rerankpool.worker.config import WorkerConfig
+from rerankpool.worker.device.wire import chunk_from_arrays
+from rerankpool.worker.engines.base import AsyncEngine, Chunk, Engine, PackedChunk
+from rerankpool.worker.policy import PACKED_POLICY, warmup_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +88,21 @@ class _Pass:
 class DeviceServer:
     """Serves forward requests from this host's workers with one engine, merging those that wait together.
 
-    Engines that can (``launch``/``collect``: torch on CUDA) keep up to ``depth`` passes
-    in flight: the next pass is launched while the GPU still runs the last one, so the
-    GPU does not idle while this process replies, takes, merges and copies.
+    With an ``AsyncEngine`` (torch) it keeps up to ``depth`` passes in flight: the next
+    pass is launched while the GPU still runs the last one, so the GPU does not idle
+    while this process replies, takes, merges and copies.
     """
 
     def __init__(self, engine: Engine, sock: zmq.Socket, max_tokens: int, depth: int = 2) -> None:
         self.engine = engine
         self.sock = sock
         self.max_tokens = max_tokens
-        # Engines without launch/collect run each pass to the end in ``_start``.
-        self._launch_fn = getattr(engine, "launch", None)
-        self._collect_fn = getattr(engine, "collect", None) if self._launch_fn else None
-        self._running_fn = getattr(engine, "running", None) if self._launch_fn else None
-        self.depth = depth if self._launch_fn else 1
+        # Other engines run each pass to the end in ``_start``.
+        self._async = engine if isinstance(engine, AsyncEngine) else None
+        self.depth = depth if self._async else 1
         self.merged_passes = 0  # passes that ran more than one worker's chunk
         self._held: _Request | None = None  # taken off the socket but over this pass's token budget
         self._in_flight: deque[_Pass] = deque()
-
-    def info(self) -> dict:
-        return {"engine": self.engine.name, "device": self.engine.device, "dtype": self.engine.dtype,
-                "packed": bool(getattr(self.engine, "packed", False)), "pid": os.getpid()}
 
     def serve(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -129,7 +124,7 @@ class DeviceServer:
                 self._launch(requests)
                 if len(self._in_flight) < self.depth:
                     return
-            elif self._in_flight and self._running_fn is not None and self._running_fn(self._in_flight[0].in_flight):
+            elif self._in_flight and self._async is not None and self._async.running(self._in_flight[0].in_flight):
                 return
         if self._in_flight:
             self._finish(self._in_flight.popleft())
@@ -166,7 +161,9 @@ class DeviceServer:
             header = P.unpack([f.bytes for f in frames[:2]])
             op = header.get("op")
             if op == P.D_HELLO:
-                self._reply(peer, {"ok": True, "info": self.info()})
+                engine = self.engine
+                self._reply(peer, P.encode_device_info(engine=engine.name, device=engine.device, dtype=engine.dtype,
+                                                       packed=engine.packed, pid=os.getpid()))
                 return None
             if op != P.D_FORWARD:
                 raise P.ProtocolError(P.ErrorCode.UNKNOWN_OP, f"unknown op {op!r} for a device process")
@@ -179,7 +176,7 @@ class DeviceServer:
             message = exc.message if isinstance(exc, P.ProtocolError) else str(exc)
             logger.warning("refused a malformed request from a worker: %s", message)
             tag = header.get("tag")  # {} when the header itself could not be read
-            self._reply(peer, {"ok": False, "tag": tag if isinstance(tag, int) else None, "error": message})
+            self._reply(peer, P.encode_device_error(tag if isinstance(tag, int) else None, message))
             return None
 
     def _launch(self, requests: list[_Request]) -> None:
@@ -201,11 +198,11 @@ class DeviceServer:
                 self._failed([request], exc)
 
     def _start(self, chunk: Chunk | PackedChunk) -> Any:
-        return self._launch_fn(chunk) if self._launch_fn else self.engine.forward(chunk)
+        return self._async.launch(chunk) if self._async else self.engine.forward(chunk)
 
     def _finish(self, done: _Pass) -> None:
         try:
-            scores = self._collect_fn(done.in_flight) if self._collect_fn else done.in_flight
+            scores = self._async.collect(done.in_flight) if self._async else done.in_flight
         except Exception as exc:
             self._failed(done.requests, exc)
             return
@@ -219,16 +216,15 @@ class DeviceServer:
     def _failed(self, requests: list[_Request], exc: Exception) -> None:
         logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
         for request in requests:
-            self._reply(request.peer, {"ok": False, "tag": request.tag, "error": f"{type(exc).__name__}: {exc}"})
+            self._reply(request.peer, P.encode_device_error(request.tag, f"{type(exc).__name__}: {exc}"))
 
     def _scores(self, request: _Request, scores: np.ndarray, computed_tokens: int, memory: dict[str, float]) -> None:
-        self._reply(request.peer, {"ok": True, "tag": request.tag, "scores": P.f32_bytes(scores),
-                                   "computed_tokens": int(computed_tokens),
-                                   "memory": memory, "pid": os.getpid(),
-                                   "device_ms": 1000.0 * (time.perf_counter() - request.received)})
+        self._reply(request.peer, P.encode_forward_scores(
+            request.tag, scores, computed_tokens=int(computed_tokens), memory=memory, pid=os.getpid(),
+            device_ms=1000.0 * (time.perf_counter() - request.received)))
 
-    def _reply(self, peer: bytes, header: dict) -> None:
-        self.sock.send_multipart([peer, *P.pack(header)])
+    def _reply(self, peer: bytes, frames: list[bytes]) -> None:
+        self.sock.send_multipart([peer, *frames])
 
 
 @dataclass(frozen=True)
@@ -249,14 +245,13 @@ def run_device_process(config: DeviceProcessConfig) -> int:
     from rerankpool.logs import setup_logging
     from rerankpool.models import resolve_model
     from rerankpool.worker.engines import load_engine
-    from rerankpool.worker.loop import warmup_shapes
 
     setup_logging(prefix=config.name)
     worker = config.worker
     try:
         engine = load_engine(worker.engine_config(resolve_model(worker.model)))
         if worker.warmup:
-            engine.warmup(warmup_shapes(worker.policy(packed=getattr(engine, "packed", False)), worker.max_length))
+            engine.warmup(warmup_shapes(worker.policy(packed=engine.packed), worker.max_length))
     except Exception as exc:
         logger.error("could not start: %s", exc)
         logger.debug("details", exc_info=True)

@@ -1,0 +1,62 @@
+"""What a worker process is told to run: its broker, model, engine, device and limits (``WorkerConfig``).
+
+A device process (``rerankpool.worker.device.server``) is given its workers' config, so
+both load the same model the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rerankpool.models import ResolvedModel
+from rerankpool.security.client import ClientSecurity
+from rerankpool.worker.engines import EngineConfig
+from rerankpool.worker.policy import CHUNK_POLICIES, PACKED_POLICY, ChunkPolicy
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    connect: str = "tcp://127.0.0.1:5556"
+    model: str = "ms-marco-MiniLM-L-12-v2"
+    engine: str = "torch"
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_length: int = 512
+    capacity: int = 2  # batches in flight: >= 2 so the next batch is tokenized while one runs
+    threads: int | None = None
+    compile: bool = False
+    warmup: bool = True
+    heartbeat_interval_s: float = 1.0
+    liveness: int = 3
+    reconnect_initial_s: float = 0.25
+    reconnect_max_s: float = 8.0
+    chunk_policy: ChunkPolicy | None = None  # None: chosen from engine and device
+    packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
+    cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
+    fast_tokenizer: bool = True  # flash-tokenizer for BERT vocabularies, where it matches tokenizers
+    device_endpoint: str | None = None  # run the model in this host's device process, not in this worker
+    name: str = field(default="worker")
+    security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
+
+    def policy(self, packed: bool = False) -> ChunkPolicy:
+        """How batches are cut for the loaded engine (``packed``: it takes packed tokens)."""
+        if self.chunk_policy is not None:
+            return self.chunk_policy
+        if packed:
+            return PACKED_POLICY
+        kind = "mlx" if self.engine == "mlx" else self.device.split(":")[0]
+        return CHUNK_POLICIES.get(kind, ChunkPolicy())
+
+    def engine_config(self, model: ResolvedModel) -> EngineConfig:
+        return EngineConfig(
+            model_path=model.path,
+            engine=self.engine,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            threads=self.threads,
+            compile=self.compile,
+            onnx_path=model.onnx_path,
+            packed=self.packed,
+            cuda_graphs=self.cuda_graphs,
+        )
