@@ -24,7 +24,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def broker_flags() -> argparse.ArgumentParser:
-    from rerankpool.broker.batching import DEFAULT_BUCKET_EDGES, BatchingConfig
+    from rerankpool.broker.batching import DEFAULT_BUCKET_EDGES, PACKED_LIMITS, PADDED_LIMITS, BatchingConfig
     from rerankpool.protocol import Limits
 
     b, lim = BatchingConfig(), Limits()
@@ -32,9 +32,12 @@ def broker_flags() -> argparse.ArgumentParser:
     g = p.add_argument_group("broker")
     g.add_argument("--frontend", default=DEFAULT_FRONTEND, help="where clients connect (ROUTER bind)")
     g.add_argument("--backend", default=DEFAULT_BACKEND, help="where workers connect (ROUTER bind)")
-    g.add_argument("--max-batch", type=int, default=b.max_batch, help="pairs per batch at most")
+    g.add_argument("--max-batch", type=int, default=b.max_batch,
+                   help=f"pairs per batch at most (default: {PADDED_LIMITS[0]}, or {PACKED_LIMITS[0]} while every "
+                        "worker packs its tokens)")
     g.add_argument("--max-batch-tokens", type=int, default=b.max_batch_tokens,
-                   help="estimated padded tokens per batch at most")
+                   help=f"estimated tokens per batch at most, as the workers pay for them: padded (edge x pairs) or "
+                        f"packed (their sum) (default: {PADDED_LIMITS[1]}, or {PACKED_LIMITS[1]} packed)")
     g.add_argument("--batch-timeout-ms", type=float, default=b.timeout_ms,
                    help="longest a partial batch waits for more pairs while every worker is busy")
     g.add_argument("--bucket-edges", type=_ints, default=DEFAULT_BUCKET_EDGES,

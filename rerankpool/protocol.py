@@ -30,7 +30,7 @@ Broker -> client (``encode_scores_reply``, ``encode_value_reply``, ``encode_erro
 Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``encode_heartbeat``,
 ``encode_result``, ``encode_failed``, ``encode_draining``, ``encode_bye``)::
 
-    {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length}}
+    {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length, packed}}
     {"op": "heartbeat"}
     {"op": "result", "id": batch_id, "scores": f32 bytes, "tokens": i32 bytes (per pair), "timings": {...},
      "memory": {...}}
@@ -352,13 +352,15 @@ class WorkerInfo:
     pid: int
     host: str
     max_length: int
+    packed: bool = False  # runs pairs back to back with no padding: the broker prices its batches by their tokens
 
     @classmethod
     def from_dict(cls, data: Any) -> "WorkerInfo":
         if not isinstance(data, dict):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "ready.info must be a map")
         try:
-            info = cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            info = cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
+                          if f.name in data or f.default is dataclasses.MISSING})
         except (KeyError, TypeError) as exc:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"ready.info is incomplete: {exc}") from None
         if not isinstance(info.capacity, int) or info.capacity < 1:

@@ -302,8 +302,9 @@ def _batching_from_args(args: list[str]) -> dict[str, Any]:
     flags = dict(zip(args[::2], args[1::2]))
     return {
         "enabled": True,
-        "max_batch": int(flags.get("--max-batch", defaults.max_batch)),
-        "max_batch_tokens": int(flags.get("--max-batch-tokens", defaults.max_batch_tokens)),
+        # None: the broker's defaults for the workers' kind (padded or packed; batching.PADDED/PACKED_LIMITS)
+        "max_batch": int(flags["--max-batch"]) if "--max-batch" in flags else None,
+        "max_batch_tokens": int(flags["--max-batch-tokens"]) if "--max-batch-tokens" in flags else None,
         "timeout_ms": float(flags.get("--batch-timeout-ms", defaults.timeout_ms)),
         "bucket_edges": [int(x) for x in flags["--bucket-edges"].split(",")] if "--bucket-edges" in flags
         else list(defaults.bucket_edges),

@@ -135,10 +135,17 @@ class PoolCore:
         if model is not None and info.model != model and identity not in self.workers:
             return f"this pool serves {model!r}; a worker for {info.model!r} would mix scores of two models"
         self._requeue(self.workers.register(identity, info, now))
+        self._price_batches()
         return None
 
     def remove_worker(self, identity: bytes) -> None:
         self._requeue(self.workers.remove(identity))
+        self._price_batches()
+
+    def _price_batches(self) -> None:
+        """Batches are priced for packing workers only while every live worker packs."""
+        workers = list(self.workers)
+        self.batcher.set_packed(bool(workers) and all(w.info.packed for w in workers))
 
     def purge(self, now: float) -> tuple[list[WorkerState], list[Outcome]]:
         """Declare silent workers dead and retry what they held, blaming only what is certain.
@@ -161,6 +168,8 @@ class PoolCore:
                     self.counters.batches_requeued += 1
                     self.quarantine.append(batch.pairs)
             dead.append(worker)
+        if dead:
+            self._price_batches()
         return dead, outcomes
 
     def batch_failed(self, batch: Batch, reason: str) -> list[Outcome]:

@@ -76,6 +76,7 @@ class Worker:
             pid=os.getpid(),
             host=pysocket.gethostname(),
             max_length=self.config.max_length,
+            packed=self.engine.packed,
         )
 
     def request_stop(self) -> None:

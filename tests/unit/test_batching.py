@@ -99,3 +99,26 @@ BAD_CONFIGS = [dict(max_batch=0), dict(timeout_ms=-1), dict(bucket_edges=(64, 32
 def test_config_rejects_nonsense(bad):
     with pytest.raises(ValueError):
         BatchingConfig(**bad)
+
+
+def test_packed_workers_pay_each_pairs_tokens_in_one_queue():
+    b = Batcher(BatchingConfig(max_batch_tokens=100, timeout_ms=1000, bucket_edges=(32, 64, 128)))
+    b.set_packed(True)
+    b.add(pairs(3, 10) + pairs(3, 40, start=3), now=0.0)
+    assert b.depths() == {128: 6}  # no padding to save: one bucket
+    batch = b.pop_due(now=0.0)  # 150 tokens queued: full at 100, where padded pairs would cost 6 x 128
+    assert [p.index for p in batch] == [0, 1, 2, 3]  # 10+10+10+40 = 70; one more 40 would pass 100
+    assert b.pop_due(now=0.0) is None and len(b) == 2
+    b.set_packed(False)
+    b.add(pairs(2, 40), now=0.0)
+    assert b.depths() == {128: 2, 64: 2}  # padded workers again: new pairs go to buckets by length
+
+
+def test_limits_follow_the_workers_kind_unless_set():
+    assert BatchingConfig().limits(packed=False) == (64, 16_384)
+    assert BatchingConfig().limits(packed=True) == (256, 131_072)
+    assert BatchingConfig(max_batch=8).limits(packed=True) == (8, 131_072)
+    b = Batcher(BatchingConfig(timeout_ms=1000, bucket_edges=(512,)))
+    b.set_packed(True)
+    b.add(pairs(300, 50), now=0.0)
+    assert len(b.pop_due(now=0.0)) == 256  # full at 256 pairs, where padded workers' batches stop at 64

@@ -23,8 +23,8 @@ def pair_score(query: str, doc: str) -> float:
     return zlib.crc32(f"{query}|{doc}".encode()) / 2**32
 
 
-def info(capacity: int) -> WorkerInfo:
-    return WorkerInfo("m", "m", "null", "cpu", "float32", capacity, 0, "sim", 512)
+def info(capacity: int, packed: bool = False) -> WorkerInfo:
+    return WorkerInfo("m", "m", "null", "cpu", "float32", capacity, 0, "sim", 512, packed)
 
 
 configs = st.builds(
@@ -43,7 +43,7 @@ actions = st.lists(
         st.tuples(st.just("advance"), st.floats(0, 0.05)),
         st.tuples(st.just("complete"), st.integers(0, 50), st.integers(0, 50)),
         st.tuples(st.just("kill"), st.integers(0, 50)),
-        st.tuples(st.just("join"), st.integers(2, 4)),
+        st.tuples(st.just("join"), st.integers(2, 4), st.booleans()),  # capacity, packs its tokens
     ),
     max_size=80,
 )
@@ -61,9 +61,9 @@ class Simulation:
         self.expected: dict[tuple, np.ndarray] = {}
         self._ids = 0
 
-    def join(self, capacity: int) -> None:
+    def join(self, capacity: int, packed: bool = False) -> None:
         ident = f"w{len(self.live) + len(self.dead)}".encode()
-        assert self.core.register(ident, info(capacity), self.now) is None
+        assert self.core.register(ident, info(capacity, packed), self.now) is None
         self.live.append(ident)
         self.held[ident] = []
 
@@ -139,7 +139,7 @@ def test_every_request_answered_once_with_its_own_scores(batching, reqs, events,
         elif action[0] == "kill":
             sim.kill(action[1])
         elif action[0] == "join":
-            sim.join(action[1])
+            sim.join(action[1], action[2])
         sim.step()
     for req in pending:
         sim.submit(*req)
@@ -324,3 +324,17 @@ def test_a_worker_dying_with_several_batches_blames_none_and_retries_each_alone(
     dead_holder.expires_at = 0.0  # the worker running the poison alone dies too
     core.purge(3.7)
     assert poison.pairs[0].failures == 1 and innocent.pairs[0].failures == 0  # now the blame is certain
+
+
+def test_batches_are_priced_for_packing_only_while_every_live_worker_packs():
+    core = PoolCore(CoreConfig(liveness=LivenessConfig(1.0, 3)))
+    assert not core.batcher.packed
+    core.register(b"gpu1", info(2, packed=True), 0.0)
+    assert core.batcher.packed and core.batcher.max_pairs == 256
+    core.register(b"cpu", info(2, packed=False), 0.0)
+    assert not core.batcher.packed and core.batcher.max_pairs == 64
+    core.remove_worker(b"cpu")
+    assert core.batcher.packed
+    core.register(b"gpu2", info(2, packed=True), 2.0)
+    core.purge(3.5)  # gpu1's heartbeats stopped at 0.0: dead; gpu2 still packs
+    assert list(core.workers)[0].identity == b"gpu2" and core.batcher.packed
