@@ -1,6 +1,6 @@
 """The on-disk model cache, and building into it safely from many processes at once.
 
-``rerankpool serve`` starts N workers that may all resolve the same builtin at the same
+``rerankpool worker -n N`` (and ``up``) starts N workers that may all resolve the same builtin at the same
 moment. One of them takes an exclusive ``flock`` and builds; the others wait on the lock and
 then find the finished directory. A build goes to a temp dir that is ``os.replace``d into
 place, and the marker file is written last, so a directory without a valid marker (a crash

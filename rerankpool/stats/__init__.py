@@ -3,11 +3,10 @@
 Probes read the machine (``ProcessProbe``, ``NvmlProbe``, ``MetalProbe``);
 ``Sampler`` records them with the pool's own counters as JSON Lines;
 ``timeseries`` reads/writes/documents those files; ``summary`` boils a
-column down to the numbers a report quotes. ``allocator_memory`` runs inside
-a worker, whose framework allocators no outside probe can see.
+column down to the numbers a report quotes. The framework allocators' figures
+(which no outside probe can see) come from each worker's engine (``Engine.memory``).
 """
 
-from rerankpool.stats.allocator import allocator_memory
 from rerankpool.stats.events import BATCH_EVENT_FIELDS, BatchEvent
 from rerankpool.stats.metal import MetalProbe, parse_ioreg_performance_statistics
 from rerankpool.stats.nvml import NvmlProbe, nvml_smoke
@@ -38,7 +37,6 @@ __all__ = [
     "ProcessProbe",
     "Sampler",
     "Summary",
-    "allocator_memory",
     "column_doc",
     "correlation",
     "describe",

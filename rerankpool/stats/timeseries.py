@@ -157,7 +157,7 @@ def _allocator_columns() -> dict[str, ColumnDoc]:
         "mlx_cache_mb": "freed buffers MLX keeps for reuse",
     }
     return {
-        f"worker.<role>.{key}": ColumnDoc(f"{text} (allocator_memory(), reported by the worker)", "MB", "pool_stats")
+        f"worker.<role>.{key}": ColumnDoc(f"{text} (reported by the worker's engine with each result)", "MB", "pool_stats")
         for key, text in keys.items()
     }
 

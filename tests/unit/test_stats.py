@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rerankpool.stats import metal
-from rerankpool.stats.allocator import allocator_memory
 from rerankpool.stats.events import BATCH_EVENT_FIELDS, BatchEvent
 from rerankpool.stats.metal import MetalProbe, parse_ioreg_performance_statistics
 from rerankpool.stats.nvml import NvmlProbe, nvml_smoke
@@ -258,67 +257,6 @@ def test_nvml_probe_without_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import raises ImportError
     probe = NvmlProbe()
     assert not probe.available() and probe.read() == {}
-
-
-# --------------------------------------------------------------------------- allocator memory
-
-
-def test_allocator_memory_nothing_imported(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("torch", "mlx", "mlx.core"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    for kind in ("auto", "torch", "torch-cuda", "torch-mps", "mlx", "onnx"):
-        assert allocator_memory(kind) == {}
-    assert "mlx.core" not in sys.modules and "torch" not in sys.modules  # never imports
-
-
-def test_allocator_memory_fake_torch_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [m for m in sys.modules if m == "mlx" or m.startswith("mlx.")]:
-        monkeypatch.delitem(sys.modules, name)  # other tests in this process may have imported MLX
-    cuda = types.SimpleNamespace(
-        is_initialized=lambda: True,
-        memory_allocated=lambda: 512 * BYTES_PER_MB,
-        memory_reserved=lambda: 1024 * BYTES_PER_MB,
-        max_memory_allocated=lambda: 768 * BYTES_PER_MB,
-    )
-    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
-    expected = {"torch_cuda_allocated_mb": 512.0, "torch_cuda_reserved_mb": 1024.0,
-                "torch_cuda_peak_allocated_mb": 768.0}
-    assert allocator_memory("torch-cuda") == expected
-    assert allocator_memory("auto") == expected
-    assert allocator_memory("onnx") == {}
-    cuda.is_initialized = lambda: False
-    assert allocator_memory("torch-cuda") == {}
-
-
-def test_allocator_memory_fake_torch_mps(monkeypatch: pytest.MonkeyPatch) -> None:
-    torch = types.SimpleNamespace(
-        backends=types.SimpleNamespace(mps=types.SimpleNamespace(is_available=lambda: True)),
-        mps=types.SimpleNamespace(current_allocated_memory=lambda: 3 * BYTES_PER_MB,
-                                  driver_allocated_memory=lambda: 5 * BYTES_PER_MB),
-    )
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    assert allocator_memory("torch-mps") == {"torch_mps_allocated_mb": 3.0, "torch_mps_driver_mb": 5.0}
-
-
-@pytest.mark.parametrize("old_api", [False, True])
-def test_allocator_memory_fake_mlx(monkeypatch: pytest.MonkeyPatch, old_api: bool) -> None:
-    fns = {"get_active_memory": lambda: 2 * BYTES_PER_MB, "get_peak_memory": lambda: 4 * BYTES_PER_MB,
-           "get_cache_memory": lambda: 1 * BYTES_PER_MB}
-    mx = types.ModuleType("mlx.core")
-    if old_api:
-        mx.metal = types.SimpleNamespace(**fns)
-    else:
-        for name, fn in fns.items():
-            setattr(mx, name, fn)
-    monkeypatch.setitem(sys.modules, "mlx.core", mx)
-    assert allocator_memory("mlx") == {"mlx_active_mb": 2.0, "mlx_peak_mb": 4.0, "mlx_cache_mb": 1.0}
-
-
-def test_allocator_memory_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    mx = types.ModuleType("mlx.core")
-    mx.get_active_memory = lambda: 1 / 0
-    monkeypatch.setitem(sys.modules, "mlx.core", mx)
-    assert allocator_memory("mlx") == {}
 
 
 # --------------------------------------------------------------------------- Sampler
