@@ -24,7 +24,7 @@ Broker -> client (``encode_scores_reply``, ``encode_value_reply``, ``encode_erro
     {"id": int, "ok": True, "scores": f32 bytes, "indices": i32 bytes (rerank only),
      "usage": {"tokens": int, "tokenize_ms": float, "queue_ms": float, "inference_ms": float}}
         # usage: tokens of all pairs; each stage's time as the mean over the pairs
-    {"id": int, "ok": True, "stats": {...}} / {"id": int, "ok": True, "pong": {...}}
+    {"id": int, "ok": True, "stats": {..., "events": [BatchEvent as a map]}} / {"id": int, "ok": True, "pong": {...}}
     {"id": int|None, "ok": False, "error": {"code": str, "message": str}}
 
 Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``encode_heartbeat``,
@@ -71,8 +71,7 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
-TAG = b"RP01"
-VERSION = 1
+TAG = b"RP01"  # the protocol and its version: a peer with another tag is refused
 
 # Client operations.
 OP_RERANK = "rerank"
@@ -391,15 +390,39 @@ class BatchTimings:
     worker_ms: float = 0.0
     device_ms: float = 0.0
 
+    @property
+    def padding_waste_pct(self) -> float | None:
+        """Share of the computed tokens that were padding, %; None for an empty batch (it drops out of summaries)."""
+        if self.padded_tokens <= 0:
+            return None
+        return 100.0 * (self.padded_tokens - self.real_tokens) / self.padded_tokens
+
     @classmethod
-    def from_dict(cls, data: Any) -> "BatchTimings":
+    def from_dict(cls, data: Any) -> Any:
+        """From a map, ignoring keys this class lacks (an older or newer peer's)."""
         if not isinstance(data, dict):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "result.timings must be a map")
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{cls.__name__} must be a map")
         try:
             return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
                           if f.name in data or f.default is dataclasses.MISSING})
         except (KeyError, TypeError) as exc:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"result.timings is incomplete: {exc}") from None
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{cls.__name__} is incomplete: {exc}") from None
+
+
+@dataclass
+class BatchEvent(BatchTimings):
+    """A scored batch as the broker records it for the ``stats`` op: the worker's timings and the broker's.
+
+    ``queue_wait_ms`` is the mean wait of its pairs in the broker's queue; ``round_trip_ms``
+    runs from its sending to its result (None in results recorded before it was measured).
+    This is the one shape of a batch's cost: the bench's reports read these.
+    """
+
+    seq: int = 0
+    t: float = 0.0  # unix time the result came back
+    worker: str = ""
+    queue_wait_ms: float = 0.0
+    round_trip_ms: float | None = None
 
 
 @dataclass

@@ -35,7 +35,6 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     import zmq
 
     from rerankpool import protocol as P
-    from rerankpool.stats.events import padding_waste_pct
     from rerankpool.worker.engines.base import EngineConfig, run_batch
     from rerankpool.worker.config import WorkerConfig
     from rerankpool.worker.engines.torch_engine import TorchEngine
@@ -53,8 +52,8 @@ def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, 
     encoded = [tok.encode(q, i, d, policy) for q, i, d in batches]
     out["tokenize_pairs_per_s"] = len(pairs) / (time.perf_counter() - start)
     out["tokenizer"] = tok.backend
-    out["padding_waste_pct"] = padding_waste_pct(sum(e.real_tokens for e in encoded),
-                                                 sum(e.padded_tokens for e in encoded))
+    real, padded = sum(e.real_tokens for e in encoded), sum(e.padded_tokens for e in encoded)
+    out["padding_waste_pct"] = P.BatchTimings(len(pairs), 0.0, 0.0, real, padded).padding_waste_pct
     out["chunks_per_batch"] = float(np.mean([len(e.chunks) for e in encoded]))
     for e in encoded:  # warm every shape
         run_batch(engine, e)

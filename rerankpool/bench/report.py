@@ -18,9 +18,8 @@ from typing import Any, Sequence
 from rerankpool.bench import analysis
 from rerankpool.bench.analysis import ConfigStats
 from rerankpool.bench.results import ConfigResult, SweepResult
-from rerankpool.stats.events import BATCH_EVENT_FIELDS
 from rerankpool.stats.summary import Summary
-from rerankpool.stats.timeseries import COLUMNS, column_doc
+from rerankpool.stats.timeseries import BATCH_EVENT_FIELDS, COLUMNS, column_doc
 
 __all__ = [
     "render_report",

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerankpool.stats.events import BatchEvent as StatsBatchEvent
-from rerankpool.stats.events import padding_waste_pct
+from rerankpool.protocol import BatchEvent  # one shape of a batch's cost, as the broker's stats stream it
 
 log = logging.getLogger(__name__)
 
@@ -59,45 +58,6 @@ class RequestSample:
         """
         seconds = self.end_s - self.start_s
         return self.pairs / seconds if seconds > 0 else 0.0
-
-
-@dataclass
-class BatchEvent:
-    """One batch as the worker reported it, with the time ``t`` it finished.
-
-    The same fields as ``rerankpool.stats.events.BatchEvent`` plus ``t``; build
-    one from a worker's ``batch.*`` event row with ``from_row``.
-    """
-
-    t: float
-    worker: str
-    size: int
-    tokenize_ms: float
-    inference_ms: float
-    queue_wait_ms: float
-    real_tokens: int
-    padded_tokens: int
-    # The hops of a batch, where the broker and worker report them (None in older results):
-    # broker -> worker -> broker, inside the worker, inside the device process.
-    round_trip_ms: float | None = None
-    worker_ms: float | None = None
-    device_ms: float | None = None
-
-    @property
-    def padding_waste_pct(self) -> float | None:
-        """None for an empty batch, so it drops out of summaries instead of counting as 0%."""
-        return padding_waste_pct(self.real_tokens, self.padded_tokens)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> BatchEvent:
-        """From the broker's stats event or a results file (keys this class lacks are left out)."""
-        return cls(**_known(cls, raw))
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> BatchEvent:
-        """From a ``batch.*`` row (``rerankpool.stats.events.BatchEvent.to_row``), ``t`` included."""
-        event = StatsBatchEvent.from_row(row)
-        return cls(t=float(row["t"]), **dataclasses.asdict(event))
 
 
 @dataclass

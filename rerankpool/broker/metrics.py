@@ -82,7 +82,8 @@ class PoolMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "requests": [{"op": op, "outcome": outcome, "count": n} for (op, outcome), n in sorted(self.requests.items())],
+            "requests": [{"op": op, "outcome": outcome, "count": n}
+                         for (op, outcome), n in sorted(self.requests.items())],
             "poison_pairs": self.poison_pairs,
             "real_tokens": self.real_tokens,
             "padded_tokens": self.padded_tokens,

@@ -290,24 +290,10 @@ class Broker:
 
     def _record_event(self, worker: WorkerState | None, batch: Batch, t: P.BatchTimings, now: float) -> None:
         self._event_seq += 1
-        wait_ms = float(batch.queue_ms().mean())
-        self.events.append(
-            {
-                "seq": self._event_seq,
-                "t": time.time(),
-                "worker": worker.name if worker else "?",
-                "size": t.size,
-                "tokenize_ms": t.tokenize_ms,
-                "inference_ms": t.inference_ms,
-                "queue_wait_ms": wait_ms,
-                "round_trip_ms": 1000.0 * (now - batch.sent_at),
-                "worker_ms": t.worker_ms,
-                "device_ms": t.device_ms,
-                "real_tokens": t.real_tokens,
-                "padded_tokens": t.padded_tokens,
-                "chunks": t.chunks,
-            }
-        )
+        event = P.BatchEvent(**dataclasses.asdict(t), seq=self._event_seq, t=time.time(),
+                             worker=worker.name if worker else "?", queue_wait_ms=float(batch.queue_ms().mean()),
+                             round_trip_ms=1000.0 * (now - batch.sent_at))
+        self.events.append(dataclasses.asdict(event))
 
     def _pong(self) -> dict[str, Any]:
         return {"workers": len(self.core.workers), "model": self.core.workers.model(), "draining": self._draining}

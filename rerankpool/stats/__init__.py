@@ -7,7 +7,6 @@ column down to the numbers a report quotes. The framework allocators' figures
 (which no outside probe can see) come from each worker's engine (``Engine.memory``).
 """
 
-from rerankpool.stats.events import BATCH_EVENT_FIELDS, BatchEvent
 from rerankpool.stats.metal import MetalProbe, parse_ioreg_performance_statistics
 from rerankpool.stats.nvml import NvmlProbe, nvml_smoke
 from rerankpool.stats.probe import BYTES_PER_MB, Probe
@@ -15,6 +14,7 @@ from rerankpool.stats.sampler import Sampler
 from rerankpool.stats.summary import Summary, correlation, describe
 from rerankpool.stats.system import ProcessProbe
 from rerankpool.stats.timeseries import (
+    BATCH_EVENT_FIELDS,
     COLUMNS,
     ColumnDoc,
     column_doc,
@@ -29,7 +29,6 @@ __all__ = [
     "BATCH_EVENT_FIELDS",
     "BYTES_PER_MB",
     "COLUMNS",
-    "BatchEvent",
     "ColumnDoc",
     "MetalProbe",
     "NvmlProbe",

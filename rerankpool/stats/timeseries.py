@@ -157,7 +157,8 @@ def _allocator_columns() -> dict[str, ColumnDoc]:
         "mlx_cache_mb": "freed buffers MLX keeps for reuse",
     }
     return {
-        f"worker.<role>.{key}": ColumnDoc(f"{text} (reported by the worker's engine with each result)", "MB", "pool_stats")
+        f"worker.<role>.{key}": ColumnDoc(f"{text} (reported by the worker's engine with each result)", "MB",
+                                          "pool_stats")
         for key, text in keys.items()
     }
 
@@ -191,12 +192,12 @@ COLUMNS: dict[str, ColumnDoc] = {
     "pool.batches_in_flight": ColumnDoc("batches dispatched to workers and not yet answered", "batches", "pool_stats"),
     "pool.pairs_per_s": ColumnDoc("pairs scored per second over the last sample interval", "pairs/s", "pool_stats"),
     **_allocator_columns(),
-    # per-batch events (BatchEvent.to_row), one row per batch, in their own file
+    # per-batch events (rerankpool.protocol.BatchEvent, from the broker's stats), one per batch
     "batch.size": ColumnDoc("pairs in the batch", "pairs", "BatchEvent"),
     "batch.tokenize_ms": ColumnDoc("time to tokenize and pad the batch", "ms", "BatchEvent"),
     "batch.inference_ms": ColumnDoc("time of the model forward pass, results on host", "ms", "BatchEvent"),
     "batch.queue_wait_ms": ColumnDoc(
-        "longest wait among the batch's pairs, from enqueue at the broker to dispatch", "ms", "BatchEvent"),
+        "mean wait of the batch's pairs, from enqueue at the broker to dispatch", "ms", "BatchEvent"),
     "batch.real_tokens": ColumnDoc("sum of the pairs' token counts", "tokens", "BatchEvent"),
     "batch.padded_tokens": ColumnDoc(
         "size x padded sequence length: tokens the model computed", "tokens", "BatchEvent"
@@ -205,6 +206,9 @@ COLUMNS: dict[str, ColumnDoc] = {
         "share of computed tokens that were padding: 100 * (padded - real) / padded", "%", "BatchEvent"),
     "batch.worker": ColumnDoc("role name of the worker that ran the batch", "", "BatchEvent"),
 }
+
+
+BATCH_EVENT_FIELDS: tuple[str, ...] = tuple(name for name in COLUMNS if name.startswith("batch."))
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

@@ -232,7 +232,8 @@ def test_api_keys(gateway):
     r = httpx.post(gateway.url + "/v2/rerank", json={"query": "q", "documents": ["a"]},
                    headers={"authorization": "Bearer wrong"})
     assert r.status_code == 401 and "API key" in r.json()["message"]
-    assert httpx.post(gateway.url + "/rerank", json=body, headers={"authorization": "Bearer other-key"}).status_code == 200
+    other = {"authorization": "Bearer other-key"}
+    assert httpx.post(gateway.url + "/rerank", json=body, headers=other).status_code == 200
     assert httpx.post(gateway.url + "/rerank", json=body, headers={"authorization": KEY}).status_code == 200  # bare
     assert httpx.get(gateway.url + "/info").status_code == 401
 

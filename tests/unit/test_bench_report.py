@@ -47,8 +47,10 @@ def _config(batch: int, conc: int, gpu: bool) -> ConfigResult:
         # 100/200/300/400 ms: avg 250, numpy P95 385, P99 397.
         requests=_requests([100.0, 200.0, 300.0, 400.0], batch),
         batch_events=[
-            BatchEvent(0.1, "worker-0", 2 * batch, 5.0, 20.0, 1.0, 300, 400),
-            BatchEvent(0.2, "worker-1", 2 * batch, 5.0, 40.0, 1.0, 200, 400),
+            BatchEvent(t=0.1, worker="worker-0", size=2 * batch, tokenize_ms=5.0, inference_ms=20.0,
+                       queue_wait_ms=1.0, real_tokens=300, padded_tokens=400),
+            BatchEvent(t=0.2, worker="worker-1", size=2 * batch, tokenize_ms=5.0, inference_ms=40.0,
+                       queue_wait_ms=1.0, real_tokens=200, padded_tokens=400),
         ],
         samples=samples,
     )
@@ -168,8 +170,10 @@ def test_hops_table_takes_medians_and_is_left_out_for_older_results() -> None:
     assert "Where a Request's Time Goes" not in render_report(sweep)  # no hop timings recorded
     config = sweep.configs[0]  # requests of 100-400 ms: p50 250
     config.batch_events = [
-        BatchEvent(0.1, "worker-0", 8, 5.0, 20.0, 1.0, 300, 300, round_trip_ms=40.0, worker_ms=30.0, device_ms=12.0),
-        BatchEvent(0.2, "worker-1", 8, 7.0, 22.0, 1.0, 300, 300, round_trip_ms=60.0, worker_ms=32.0, device_ms=14.0),
+        BatchEvent(t=0.1, worker="worker-0", size=8, tokenize_ms=5.0, inference_ms=20.0, queue_wait_ms=1.0,
+                   real_tokens=300, padded_tokens=300, round_trip_ms=40.0, worker_ms=30.0, device_ms=12.0),
+        BatchEvent(t=0.2, worker="worker-1", size=8, tokenize_ms=7.0, inference_ms=22.0, queue_wait_ms=1.0,
+                   real_tokens=300, padded_tokens=300, round_trip_ms=60.0, worker_ms=32.0, device_ms=14.0),
     ]
     hops = _section(render_report(sweep), "### Where a Request's Time Goes")
     # client+broker 250-50; broker<->worker median(10, 28); hand-offs median(5, 3); ipc median(8, 8); model 13.
@@ -182,9 +186,10 @@ def test_hops_tail_row_takes_the_slowest_batches() -> None:
     config = sweep.configs[0]
     config.requests = _requests([20.0] * 98 + [95.0, 105.0], 10)  # the slowest 2 %: 95 and 105 ms, median 100
     # 98 batches of 10 ms round trips, two of 90 ms in which every hop is 9x longer.
-    fast = [BatchEvent(0.1, "worker-0", 8, 2.0, 4.0, 1.0, 300, 300, round_trip_ms=10.0, worker_ms=7.0, device_ms=3.0)]
-    slow = [BatchEvent(0.1, "worker-1", 8, 18.0, 36.0, 1.0, 300, 300, round_trip_ms=90.0, worker_ms=63.0,
-                       device_ms=27.0)]
+    fast = [BatchEvent(t=0.1, worker="worker-0", size=8, tokenize_ms=2.0, inference_ms=4.0, queue_wait_ms=1.0,
+                       real_tokens=300, padded_tokens=300, round_trip_ms=10.0, worker_ms=7.0, device_ms=3.0)]
+    slow = [BatchEvent(t=0.1, worker="worker-1", size=8, tokenize_ms=18.0, inference_ms=36.0, queue_wait_ms=1.0,
+                       real_tokens=300, padded_tokens=300, round_trip_ms=90.0, worker_ms=63.0, device_ms=27.0)]
     config.batch_events = fast * 98 + slow * 2
     hops = _section(render_report(sweep), "### Where a Request's Time Goes")
     assert "| 10 | 1 | all (p50) | 20.00 | 10.00 | 3.00 | 1.00 | 2.00 | 1.00 | 3.00 |" in hops

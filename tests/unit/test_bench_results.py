@@ -21,7 +21,8 @@ def _sweep() -> SweepResult:
     config = ConfigResult(
         batch=32, concurrency=4, engine="onnx", workers=2, pairs=64, wall_s=0.5,
         requests=[RequestSample(1.0, 1.25, 32, True), RequestSample(1.0, 1.5, 32, False, "timeout")],
-        batch_events=[BatchEvent(1.1, "worker-0", 32, 2.0, 10.0, 0.5, 750, 1000)],
+        batch_events=[BatchEvent(t=1.1, worker="worker-0", size=32, tokenize_ms=2.0, inference_ms=10.0,
+                                 queue_wait_ms=0.5, real_tokens=750, padded_tokens=1000)],
         samples=[{"t": 1.0, "elapsed_s": 0.0, "system.cpu_pct": 12.5, "gpu.0.util_pct": 80.0}],
     )
     return SweepResult(
@@ -41,16 +42,20 @@ def test_request_sample_latency_and_per_request_throughput() -> None:
 
 
 def test_padding_waste_is_share_of_padded_tokens() -> None:
-    e = BatchEvent(0.0, "w", 8, 1.0, 2.0, 0.1, real_tokens=600, padded_tokens=1000)
+    e = BatchEvent(t=0.0, worker="w", size=8, tokenize_ms=1.0, inference_ms=2.0, queue_wait_ms=0.1, real_tokens=600,
+                   padded_tokens=1000)
     assert e.padding_waste_pct == pytest.approx(40.0)
-    assert BatchEvent(0.0, "w", 0, 0, 0, 0, 0, 0).padding_waste_pct is None
+    assert BatchEvent(t=0.0, worker="w", size=0, tokenize_ms=0, inference_ms=0, queue_wait_ms=0, real_tokens=0,
+                      padded_tokens=0).padding_waste_pct is None
 
 
-def test_batch_event_from_a_worker_event_row() -> None:
-    from rerankpool.stats.events import BatchEvent as WorkerEvent
-
-    row = WorkerEvent("worker-1", 16, 1.5, 7.0, 0.25, 900, 1200).to_row(t=1234.5)
-    assert BatchEvent.from_row(row) == BatchEvent(1234.5, "worker-1", 16, 1.5, 7.0, 0.25, 900, 1200)
+def test_batch_events_of_older_results_still_load() -> None:
+    """Results recorded before chunks and seq existed name only the fields they had."""
+    old = {"t": 1234.5, "worker": "worker-1", "size": 16, "tokenize_ms": 1.5, "inference_ms": 7.0,
+           "queue_wait_ms": 0.25, "real_tokens": 900, "padded_tokens": 1200, "gone_field": 1}
+    assert BatchEvent.from_dict(old) == BatchEvent(t=1234.5, worker="worker-1", size=16, tokenize_ms=1.5,
+                                                   inference_ms=7.0, queue_wait_ms=0.25, real_tokens=900,
+                                                   padded_tokens=1200)
 
 
 def test_aggregate_throughput_is_pairs_over_wall_time() -> None:

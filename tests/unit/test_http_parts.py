@@ -52,7 +52,8 @@ def test_a_body_of_two_possible_shapes_is_judged_by_the_one_it_meant():
 def test_v1_documents_are_read_as_cohere_reads_them():
     assert v1_text("plain", None) == "plain"
     assert v1_text({"text": "t", "title": "x"}, None) == "t"
-    assert v1_text({"title": "Berlin", "body": "a city", "text": "t"}, ["body", "title"]) == "body: a city\ntitle: Berlin"
+    fielded = {"title": "Berlin", "body": "a city", "text": "t"}
+    assert v1_text(fielded, ["body", "title"]) == "body: a city\ntitle: Berlin"
     assert v1_text({"title": "Rome", "year": 753}, None) == "title: Rome\nyear: 753"
 
 

@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rerankpool.stats import metal
-from rerankpool.stats.events import BATCH_EVENT_FIELDS, BatchEvent
 from rerankpool.stats.metal import MetalProbe, parse_ioreg_performance_statistics
 from rerankpool.stats.nvml import NvmlProbe, nvml_smoke
 from rerankpool.stats.probe import BYTES_PER_MB, Probe
@@ -26,6 +25,7 @@ from rerankpool.stats.sampler import Sampler, next_tick
 from rerankpool.stats.summary import correlation, describe
 from rerankpool.stats.system import ProcessProbe
 from rerankpool.stats.timeseries import (
+    BATCH_EVENT_FIELDS,
     COLUMNS,
     column_doc,
     csv_columns,
@@ -417,17 +417,6 @@ def test_read_jsonl_reads_a_gzipped_file(tmp_path: Path) -> None:
     packed = tmp_path / "rows.jsonl.gz"
     packed.write_bytes(gzip.compress(path.read_bytes()))
     assert read_jsonl(packed) == ROWS
-
-
-def test_batch_event_row_schema() -> None:
-    event = BatchEvent(worker="worker-1", size=8, tokenize_ms=1.5, inference_ms=20.0,
-                       queue_wait_ms=3.0, real_tokens=600, padded_tokens=1024)
-    row = event.to_row(t=5.0)
-    assert set(row) == {"t", *BATCH_EVENT_FIELDS}
-    assert row["batch.padding_waste_pct"] == pytest.approx(100 * 424 / 1024)
-    assert BatchEvent.from_row(row) == event
-    empty = BatchEvent("w", 0, 0.0, 0.0, 0.0, 0, 0)
-    assert "batch.padding_waste_pct" not in empty.to_row()
 
 
 def test_columns_documented() -> None:
