@@ -112,26 +112,3 @@ def test_bert_flops_match_the_models_own_matmuls():
     attention = config.num_hidden_layers * 4 * n * n * config.hidden_size
     head = 2 * (model.bert.pooler.dense.weight.numel() + model.classifier.weight.numel())  # counted, not derived
     assert bert_flops(config.to_dict(), n) == 2 * n * encoder_weights + attention + head
-
-
-def _exit_with(status: int, out) -> None:
-    if status == 0:
-        out.put("done")
-    raise SystemExit(status)
-
-
-def test_collect_gets_what_children_report_and_raises_when_one_dies_silent():
-    """A sweep's helper processes either report or fail the sweep at once; it never waits on a dead child."""
-    import multiprocessing as mp
-
-    from rerankpool.bench.children import collect
-
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    good = ctx.Process(target=_exit_with, args=(0, out), name="good")
-    good.start()
-    assert collect(out, [good], 1) == ["done"]
-    bad = ctx.Process(target=_exit_with, args=(3, out), name="bad")
-    bad.start()
-    with pytest.raises(RuntimeError, match="bad exited with status 3"):
-        collect(out, [bad], 1)

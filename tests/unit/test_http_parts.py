@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,7 +11,6 @@ from rerankpool.http.app import info_body, v1_text
 from rerankpool.http.config import GatewayConfig
 from rerankpool.http.errors import ApiError, Shape, error_body, validation_message
 from rerankpool.http.metrics import _PoolCollector
-from rerankpool.http.serve import bind
 from rerankpool.protocol import ErrorCode
 
 
@@ -97,13 +94,3 @@ def test_pool_metrics_render_as_prometheus_families():
     registry = CollectorRegistry()
     registry.register(_PoolCollector(None))
     assert "rerankpool_broker_up 0.0" in generate_latest(registry).decode()
-
-
-def test_the_listening_socket_turns_nagle_off_for_its_connections():
-    sock = bind(GatewayConfig(listen="127.0.0.1:0"))
-    try:
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-        with pytest.raises(OSError, match="pick another --listen"):
-            bind(GatewayConfig(listen=f"127.0.0.1:{sock.getsockname()[1]}"))
-    finally:
-        sock.close()
