@@ -10,119 +10,10 @@ import sys
 import threading
 from typing import Sequence
 
+from rerankpool.flags import DEFAULT_FRONTEND, broker_flags, http_flags, ints, liveness_flags, worker_flags
+from rerankpool.flags import worker_threads
+
 logger = logging.getLogger("rerankpool")
-
-DEFAULT_FRONTEND = "tcp://127.0.0.1:5555"
-DEFAULT_BACKEND = "tcp://127.0.0.1:5556"
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def broker_flags() -> argparse.ArgumentParser:
-    from rerankpool.broker.batching import DEFAULT_BUCKET_EDGES, PACKED_LIMITS, PADDED_LIMITS, BatchingConfig
-    from rerankpool.protocol import Limits
-
-    b, lim = BatchingConfig(), Limits()
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("broker")
-    g.add_argument("--frontend", default=DEFAULT_FRONTEND, help="where clients connect (ROUTER bind)")
-    g.add_argument("--backend", default=DEFAULT_BACKEND, help="where workers connect (ROUTER bind)")
-    g.add_argument("--max-batch", type=int, default=b.max_batch,
-                   help=f"pairs per batch at most (default: {PADDED_LIMITS[0]}, or {PACKED_LIMITS[0]} while every "
-                        "worker packs its tokens)")
-    g.add_argument("--max-batch-tokens", type=int, default=b.max_batch_tokens,
-                   help=f"estimated tokens per batch at most, as the workers pay for them: padded (edge x pairs) or "
-                        f"packed (their sum) (default: {PADDED_LIMITS[1]}, or {PACKED_LIMITS[1]} packed)")
-    g.add_argument("--batch-timeout-ms", type=float, default=b.timeout_ms,
-                   help="longest a partial batch waits for more pairs while every worker is busy")
-    g.add_argument("--bucket-edges", type=_ints, default=DEFAULT_BUCKET_EDGES,
-                   help="upper token lengths of the length buckets, comma-separated")
-    g.add_argument("--split-min", type=int, default=b.split_min,
-                   help="idle workers share a small queue, each taking at least this many pairs "
-                        "but the last (0: never split)")
-    g.add_argument("--request-timeout-ms", type=int, default=30_000, help="deadline of requests that name none")
-    g.add_argument("--max-queued-pairs", type=int, default=200_000,
-                   help="queue bound; beyond it requests get an 'overloaded' error at once")
-    g.add_argument("--max-docs", type=int, default=lim.max_docs, help="docs per request at most")
-    g.add_argument("--max-doc-chars", type=int, default=lim.max_doc_chars)
-    g.add_argument("--max-message-bytes", type=int, default=lim.max_message_bytes)
-    return p
-
-
-def liveness_flags() -> argparse.ArgumentParser:
-    """Heartbeats: broker and workers must agree on these."""
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("heartbeats")
-    g.add_argument("--heartbeat-interval-s", type=float, default=1.0, help="seconds between heartbeats, both ways")
-    g.add_argument("--liveness", type=int, default=3, help="missed heartbeats before a peer is declared dead")
-    return p
-
-
-def worker_flags(connect: bool) -> argparse.ArgumentParser:
-    from rerankpool.models import DEFAULT_MODEL
-    from rerankpool.worker.device.server import DEFAULT_PASS_TOKENS
-
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("worker")
-    if connect:
-        g.add_argument("--connect", default=DEFAULT_BACKEND, help="the broker's backend endpoint")
-    g.add_argument("-n", "--workers", type=int, default=1, help="worker processes to start")
-    g.add_argument("--model", default=DEFAULT_MODEL,
-                   help="built-in name (see `rerankpool models`), local directory, or Hugging Face id")
-    g.add_argument("--engine", default="torch", help="model runtime: torch, onnx, mlx, null (no model)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps")
-    g.add_argument("--devices", default=None,
-                   help="spread workers over CUDA devices round robin, e.g. 0,1 (overrides --device)")
-    g.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
-    g.add_argument("--max-length", type=int, default=512, help="truncate pairs to this many tokens")
-    g.add_argument("--capacity", type=int, default=2, help="batches in flight per worker (>= 2)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads per worker (default on CPU: cores / workers)")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile / mx.compile the forward pass (torch, packed: fuses each residual add "
-                        "with its LayerNorm; seconds to a minute more at start)")
-    g.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch, BERT models: run packed tokens with no padding (default: on for CUDA)")
-    g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                   help="packed on CUDA: run small batches eager instead of replaying CUDA graphs")
-    g.add_argument("--no-fast-tokenizer", dest="fast_tokenizer", action="store_false",
-                   help="tokenize with tokenizers only, not flash-tokenizer (same ids; for comparison)")
-    g.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up passes at start")
-    g.add_argument("--device-process", action=argparse.BooleanOptionalAction, default=None,
-                   help="one process per device runs the model; the workers tokenize and hand it their batches "
-                        "(one CUDA context per GPU; batches that arrive together run as one pass; "
-                        "default: on for the torch engine on CUDA)")
-    g.add_argument("--pass-tokens", type=int, default=DEFAULT_PASS_TOKENS,
-                   help="--device-process: tokens per merged forward pass at most")
-    return p
-
-
-def http_flags(standalone: bool) -> argparse.ArgumentParser:
-    """The gateway's flags: ``rerankpool http``, and ``rerankpool up --http``."""
-    from rerankpool.http.config import GatewayConfig
-
-    d = GatewayConfig()
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("HTTP gateway")
-    if standalone:
-        g.add_argument("--connect", default=DEFAULT_FRONTEND, help="the broker's frontend (where clients connect)")
-        g.add_argument("--listen", default=d.listen, help="HOST:PORT to serve HTTP on (port 0: any free port)")
-        g.add_argument("--processes", type=int, default=d.processes, help="gateway processes sharing the port")
-        g.add_argument("--timeout-s", type=float, default=d.timeout_s,
-                       help="deadline of requests that send no x-request-timeout-ms header")
-    else:
-        g.add_argument("--http", default=None, metavar="HOST:PORT",
-                       help="also serve the HTTP APIs (TEI, Cohere, Jina, Infinity) on HOST:PORT")
-        g.add_argument("--http-processes", type=int, default=d.processes, help="gateway processes sharing the port")
-    g.add_argument("--api-key", action="append", default=[], help="accept this Bearer key (repeatable)")
-    g.add_argument("--api-keys-file", default=None, help="accept the keys in this file, one a line (# comments)")
-    g.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="larger request bodies get 413")
-    return p
 
 
 def gateway_config(args: argparse.Namespace, connect: str, listen: str, processes: int, timeout_s: float,
@@ -167,13 +58,6 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
         expect_workers=expect_workers,
         security=server_security_from_args(args),
     )
-
-
-def worker_threads(args: argparse.Namespace, workers: int, device: str) -> int:
-    """Threads per worker from parsed worker flags: --threads, else the pool's default for the device."""
-    from rerankpool.worker.pool import default_threads
-
-    return args.threads or default_threads(workers, on_cpu=not args.devices and device == "cpu")
 
 
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
@@ -341,8 +225,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rerankpool.bench.results import SweepResult
+    from rerankpool.bench.scenarios import ScenarioError, available
     from rerankpool.bench.sweep import SweepConfig, run_sweep, write_outputs
 
+    if args.list_scenarios:
+        try:
+            scenarios = available()
+        except ScenarioError as exc:
+            logger.error("%s", exc)
+            return 1
+        for scenario in scenarios:
+            print(f"{scenario.name:32s} {scenario.title}")
+        return 0
+    if not args.out:
+        logger.error("--out is required, or --scenario NAME (which writes to bench/results/NAME)")
+        return 2
     out = Path(args.out)
     compare = Path(args.compare) if args.compare else None
 
@@ -376,16 +273,22 @@ def _named_url(text: str) -> tuple[str, str]:
     return name, url
 
 
-def bench_parser(sub) -> None:
-    from rerankpool.bench.sweep import DATASETS
+def bench_parser(sub, defaults: dict | None = None) -> None:
+    """``rerankpool bench``; ``defaults`` (a scenario's options) replace the flags' own defaults."""
+    from rerankpool.bench.datasets import DATASETS
     from rerankpool.models import DEFAULT_MODEL
 
     p = sub.add_parser("bench", help="sweep batch x concurrency x engine; write reports, time series and plots")
-    p.add_argument("--out", required=True, help="a folder, e.g. bench/results/NAME: NAME.md, time series, plots")
-    p.add_argument("--batch", type=_ints, default=(32,), help="pairs per client request, e.g. 32,48,64,96")
-    p.add_argument("--concurrency", type=_ints, default=(1,), help="concurrent clients, e.g. 1,4")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help="run bench/scenarios/NAME.toml (or a .toml path): its keys are these flags, and the flags "
+                        "given here win; --out defaults to bench/results/NAME")
+    p.add_argument("--list-scenarios", action="store_true", help="print the scenarios' names and titles")
+    p.add_argument("--out", default=None,
+                   help="a folder, e.g. bench/results/NAME: NAME.md, time series, plots (required without --scenario)")
+    p.add_argument("--batch", type=ints, default=(32,), help="pairs per client request, e.g. 32,48,64,96")
+    p.add_argument("--concurrency", type=ints, default=(1,), help="concurrent clients, e.g. 1,4")
     p.add_argument("--engine", type=_strs, default=["torch"], help="engines[:dtype], e.g. torch,onnx:int8,mlx")
-    p.add_argument("--workers", type=_ints, default=(1,), help="worker counts, e.g. 1,2")
+    p.add_argument("--workers", type=ints, default=(1,), help="worker counts, e.g. 1,2")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device", default="cpu")
     p.add_argument("--pairs", type=int, default=2000, help="pairs per config (squad-dev, synthetic)")
@@ -396,9 +299,10 @@ def bench_parser(sub) -> None:
     p.add_argument("--candidates", type=int, default=20, help="squad-rerank: candidates per query")
     p.add_argument("--repeat", type=int, default=1, help="squad-rerank: rounds of the workload per config")
     p.add_argument("--connect", default=None, help="use a running broker instead of starting a pool")
-    p.add_argument("--baseline", action="store_true", help="also time CrossEncoder.predict on the same pairs")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=False,
+                   help="also time CrossEncoder.predict on the same pairs")
     p.add_argument("--baseline-batch-size", type=int, default=32)
-    p.add_argument("--ceilings", action="store_true",
+    p.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=False,
                    help="also measure the tokenizer, forward-pass and compute ceilings on the same pairs")
     p.add_argument("--render", default=None, metavar="NAME.json",
                    help="only rewrite the report and plots of a finished sweep from its raw JSON")
@@ -406,7 +310,7 @@ def bench_parser(sub) -> None:
     p.add_argument("--sample-interval-s", type=float, default=0.25)
     p.add_argument("--load-processes", type=int, default=None,
                    help="processes for the load-generating clients (default: one per 16 clients, at most 4)")
-    p.add_argument("--http", action="store_true",
+    p.add_argument("--http", action=argparse.BooleanOptionalAction, default=False,
                    help="also drive each config through the pool's HTTP gateway (/pool/*), in the same run")
     p.add_argument("--http-processes", type=int, default=1, help="--http: gateway processes")
     p.add_argument("--external", type=_named_url, action="append", default=[], metavar="NAME=URL",
@@ -416,10 +320,10 @@ def bench_parser(sub) -> None:
     p.add_argument("--worker-args", type=lambda s: s.split(), default=[], help='extra worker flags, quoted')
     p.add_argument("--title", default=None)
     p.add_argument("--description", default="batch size x concurrency x engine sweep through the pool")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, **(defaults or {}))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     from rerankpool.security.cli import client_flags, keys_parser, server_flags
 
     parser = argparse.ArgumentParser(prog="rerankpool", description=__doc__)
@@ -457,15 +361,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the offline built-in models")
     models.set_defaults(func=cmd_models)
-    bench_parser(sub)
+    bench_parser(sub, bench_defaults)
     keys_parser(sub)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; under ``bench --scenario NAME`` the scenario's options are the defaults the flags override."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "scenario", None):
+        from rerankpool.bench.scenarios import ScenarioError, load
+
+        try:
+            defaults = load(args.scenario).defaults()
+        except ScenarioError as exc:
+            parser.exit(2, f"rerankpool bench: error: {exc}\n")
+        args = build_parser(defaults).parse_args(argv)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rerankpool.logs import setup_logging
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     setup_logging(args.log_level, prefix=args.command)
     try:
         return args.func(args)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The L6 stand-in's compute on the GPU host: ms-marco-MiniLM-L-6-v2's shape, seeded random weights.
+# The L6 stand-in's compute on the GPU host: ms-marco-MiniLM-L-6-v2's shape, seeded random weights, in /tmp/l6, where
+# the GPU scenarios that name model = "/tmp/l6" and the probes find it. setup.sh runs it.
 python3 - <<'PY'
 import shutil, torch
 from transformers import BertConfig, BertForSequenceClassification

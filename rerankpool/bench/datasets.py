@@ -32,6 +32,7 @@ from typing import Iterator, Literal, Sequence
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DATASETS",
     "DATA_FILE",
     "ENV_VAR",
     "Passage",
@@ -49,6 +50,8 @@ __all__ = [
     "mrr_at_k",
 ]
 
+# The bench's workloads: (question, passage) pairs, reranking (a query, its gold passage and others), synthetic.
+DATASETS = ("squad-dev", "squad-rerank", "synthetic")
 DATA_FILE = "squad-dev-rerank.json.gz"
 ENV_VAR = "RERANKPOOL_SQUAD"
 _SHARED_PATH = Path("shared") / "data" / DATA_FILE

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from rerankpool.bench import environment
 from rerankpool.bench.baseline import load_cross_encoder, run_cross_encoder
-from rerankpool.bench.datasets import load_squad, pair_stream, rerank_workload, synthetic_pairs
+from rerankpool.bench.datasets import DATASETS, load_squad, pair_stream, rerank_workload, synthetic_pairs
 from rerankpool.bench.load import BenchRequest, HttpTarget, load_processes, run_load
 from rerankpool.bench.results import BaselineResult, BatchEvent, ConfigResult, SweepResult
 from rerankpool.client import Client
@@ -29,8 +29,6 @@ from rerankpool.models import resolve_model
 from rerankpool.stats import MetalProbe, NvmlProbe, ProcessProbe, Sampler
 
 logger = logging.getLogger(__name__)
-
-DATASETS = ("squad-dev", "squad-rerank", "synthetic")
 
 
 @dataclass
@@ -210,7 +208,7 @@ def _brokers(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
 def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]:
     """CrossEncoder.predict (and the ceilings) on the sweep's pairs, before any pool competes for the cores."""
     from rerankpool.bench.ceilings import compute_ceiling, forward_ceilings, pool_tokenizer_ceiling, tokenizer_ceiling
-    from rerankpool.cli import worker_flags, worker_threads
+    from rerankpool.flags import worker_flags, worker_threads
 
     requests, _ = build_requests(config, config.batches[0])
     pairs = all_pairs(requests)

@@ -3,7 +3,7 @@
 On GPU hosts the tokenizer, not the model, limits the pool: ``tokenizers`` spends about
 a millisecond of a core on a 176-token SQuAD pair there. flash-tokenizer (C++, MIT) does
 the same BERT WordPiece, and the pairs come out ~6x faster on one core
-(``bench/tokenizer_speed.py``), but it is not a drop-in: it splits
+(``bench/probes/tokenizer_speed.py``), but it is not a drop-in: it splits
 some non-ASCII characters differently (``§``, ``¿``, ``«``, combining accents, the
 fraction slash), it has no 100-character word limit, and it does not know the special
 tokens as text. So a text goes to it only when it is safe to: every character in it

@@ -174,7 +174,7 @@ def fused_add_norm(device: torch.device, dtype: torch.dtype, hidden: int) -> Cal
     """``add_norm`` compiled by Inductor into one kernel for any token count, or None where it cannot be.
 
     In a small pass on the H100, the residual adds took 8 % of the GPU time and the
-    LayerNorms 16 % (``bench/gpu/kernel_profile.py``; the profiles are
+    LayerNorms 16 % (``bench/probes/kernel_profile.py``; the profiles are
     ``bench/results/h100-kernel-profile-rows-*.txt`` in git history at edd338e). Compiling takes
     seconds to a minute at start, so it is ``--compile``'s, not the default.
     """
@@ -343,7 +343,7 @@ class GraphedPackedBert:
     launches blocks for every row of the graph, empty or not. When every graph had
     capacity/8 rows, a 32-pair L6 batch took 1.58 ms from its graph of 1,024 rows against
     0.86 ms of kernels for its eager pass; with 112 rows, 1.24 ms (H100,
-    ``bench/gpu/kernel_profile.py``; ``bench/results/h100-kernel-profile*.txt`` in git
+    ``bench/probes/kernel_profile.py``; ``bench/results/h100-kernel-profile*.txt`` in git
     history at edd338e). A batch takes the smallest capacity that holds it, and of that
     capacity the graph with fewer rows where its pairs fit.
     """

@@ -1,6 +1,6 @@
 """Does the host stall every process at once, with nothing of ours running? (the p99's bursts)
 
-Run on the GPU host with no pool up: python3 bench/gpu/stall_probe.py [processes] [seconds]
+Run on the GPU host with no pool up: python3 bench/probes/stall_probe.py [processes] [seconds]
 Each process repeats a fixed piece of CPU work (hashing 64 KiB, ~0.1 ms) and, between
 pieces, a 1 ms sleep, and records when a piece or a wake-up took over 3x its median.
 Slow moments are grouped into bursts (50 ms apart at least); a burst that slows most

@@ -1,6 +1,6 @@
 """The workers' tokenizer with and without flash-tokenizer, one thread, on SQuAD pairs.
 
-python bench/tokenizer_speed.py [pairs]  ->  pairs/s of ``PairTokenizer.encode`` (packed
+python bench/probes/tokenizer_speed.py [pairs]  ->  pairs/s of ``PairTokenizer.encode`` (packed
 chunks, broker-sized batches of 256, each batch's queries once), median of 5 passes each.
 Run with one thread so the figure is per core: RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1.
 """

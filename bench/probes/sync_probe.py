@@ -1,6 +1,6 @@
 """Where a small graph-replayed forward pass spends its ~1 ms when the GPU works 0.13 ms.
 
-Run on the GPU host: python3 bench/gpu/sync_probe.py MODEL_DIR [pairs]
+Run on the GPU host: python3 bench/probes/sync_probe.py MODEL_DIR [pairs]
 Times the worker's graph path (pageable copies, a spinning wait) against the same graph
 with pinned staging buffers and asynchronous copies, with a blocking (sleeping) or a
 spinning event wait. p50/p99 over 300 batches of SQuAD pairs. (``bench/results/h100-sync-probe.txt``,

@@ -1,6 +1,6 @@
 """How long a lone request's half (16 SQuAD pairs) takes to tokenize, by OpenMP threads.
 
-Run on the GPU host: python3 bench/gpu/tokenize_threads.py TOKENIZER_JSON [pairs ...]
+Run on the GPU host: python3 bench/probes/tokenize_threads.py TOKENIZER_JSON [pairs ...]
 Sets the thread count of flash-tokenizer's own libgomp before each batch.
 """
 

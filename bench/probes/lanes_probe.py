@@ -1,6 +1,6 @@
 """Do two small graph passes overlap on two CUDA streams? (a lone request's two halves)
 
-Run on the GPU host: python3 bench/gpu/lanes_probe.py MODEL_DIR [pairs-per-half ...]
+Run on the GPU host: python3 bench/probes/lanes_probe.py MODEL_DIR [pairs-per-half ...]
 A second set of graphs, in its own memory pool, replays on a second stream. For each size,
 half A is launched, then half B after a host delay (the gap between the halves' arrivals),
 and the time from A's launch until both are done is taken: B behind A on one stream, or B

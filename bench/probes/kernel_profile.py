@@ -1,6 +1,6 @@
 """Which GPU kernels a small packed forward pass spends its time in (the lone request's model time).
 
-Run on the GPU host: python3 bench/gpu/kernel_profile.py MODEL_DIR [pairs-per-batch ...] [--compile]
+Run on the GPU host: python3 bench/probes/kernel_profile.py MODEL_DIR [pairs-per-batch ...] [--compile]
 Profiles 50 eager packed passes of SQuAD pairs per size with torch.profiler and prints the
 kernels by their summed GPU time, per pass, against a graph batch end to end (CUDA events around
 ``engine.forward``: the layout on the host, the copies, the replay and the wait).

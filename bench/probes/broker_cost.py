@@ -3,7 +3,7 @@
 Drives ``PoolCore`` and the wire codecs the way ``broker/server.py`` does, with four
 simulated workers that answer at once, on 20,000 SQuAD pairs in 20-pair requests. No
 sockets: this is the Python cost the broker adds per pair, the part that could make it
-the bottleneck. Run from the repo root: python bench/broker_cost.py
+the bottleneck. Run from the repo root: python bench/probes/broker_cost.py
 """
 
 import time

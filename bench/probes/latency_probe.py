@@ -1,6 +1,6 @@
 """Where a small request's time goes in one worker: tokenize, then the forward pass eager or from a CUDA graph.
 
-Run on the GPU host: python3 bench/gpu/latency_probe.py MODEL_DIR [pairs-per-batch ...]
+Run on the GPU host: python3 bench/probes/latency_probe.py MODEL_DIR [pairs-per-batch ...]
 Prints p50/p99 over 200 batches of SQuAD pairs for each stage; "launch" is the CPU time
 to issue an eager forward pass, "gpu wait" what is left for the GPU after it; "graph span"
 is CUDA events around launching a graph batch on an idle GPU: its layout on the host, the
