@@ -62,7 +62,7 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
 
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
     from rerankpool.worker.config import WorkerConfig
-    from rerankpool.worker.pool import WorkerPool, with_device_processes, worker_configs
+    from rerankpool.worker.supervisor import WorkerSupervisor, with_device_processes, worker_configs
 
     n = args.workers
     if n < 1:
@@ -79,9 +79,9 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
     configs = worker_configs(base, n, devices)
     on_cuda = bool(devices) or args.device.startswith("cuda")
     if not (args.device_process if args.device_process is not None else on_cuda and args.engine == "torch"):
-        return WorkerPool(configs)
+        return WorkerSupervisor(configs)
     device_processes, configs = with_device_processes(configs, args.pass_tokens)
-    return WorkerPool(configs, device_processes=device_processes)
+    return WorkerSupervisor(configs, device_processes=device_processes)
 
 
 def _install_drain_handlers(drain, stop) -> None:

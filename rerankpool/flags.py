@@ -124,6 +124,6 @@ def http_flags(standalone: bool) -> argparse.ArgumentParser:
 
 def worker_threads(args: argparse.Namespace, workers: int, device: str) -> int:
     """Threads per worker from parsed worker flags: --threads, else the pool's default for the device."""
-    from rerankpool.worker.pool import default_threads
+    from rerankpool.worker.supervisor import default_threads
 
     return args.threads or default_threads(workers, on_cpu=not args.devices and device == "cpu")

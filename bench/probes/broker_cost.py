@@ -1,6 +1,6 @@
 """CPU cost of the broker's logic per pair, in-process: decode, admit, batch, encode, reassemble, reply.
 
-Drives ``PoolCore`` and the wire codecs the way ``broker/server.py`` does, with four
+Drives ``BrokerCore`` and the wire codecs the way ``broker/server.py`` does, with four
 simulated workers that answer at once, on 20,000 SQuAD pairs in 20-pair requests. No
 sockets: this is the Python cost the broker adds per pair, the part that could make it
 the bottleneck. Run from the repo root: python bench/probes/broker_cost.py
@@ -14,7 +14,7 @@ from rerankpool import protocol as P
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.broker.assembly import finalize
 from rerankpool.broker.batching import BatchingConfig
-from rerankpool.broker.core import CoreConfig, PoolCore
+from rerankpool.broker.core import CoreConfig, BrokerCore
 from rerankpool.broker.server import batch_message
 
 PAIRS, PER_REQUEST = 20_000, 20
@@ -26,7 +26,7 @@ frames = [
     )
     for i in range(0, PAIRS, PER_REQUEST)
 ]
-core = PoolCore(CoreConfig(batching=BatchingConfig(max_batch=256, max_batch_tokens=131_072, bucket_edges=(512,))))
+core = BrokerCore(CoreConfig(batching=BatchingConfig(max_batch=256, max_batch_tokens=131_072, bucket_edges=(512,))))
 info = P.WorkerInfo("m", "m", "null", "cpu", "float32", 2, 1, "h", 512)
 for w in range(4):
     core.register(bytes([w]), info, 0.0)

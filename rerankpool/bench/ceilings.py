@@ -65,7 +65,7 @@ def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: s
     """One process of ``pool_tokenizer_ceiling``: thread pools sized as a worker's before the libraries load."""
     import os
 
-    from rerankpool.worker.pool import thread_env
+    from rerankpool.worker.supervisor import thread_env
 
     os.environ.update(thread_env(threads, device))
     from rerankpool.worker.config import WorkerConfig

@@ -25,7 +25,7 @@ from rerankpool.bench.children import collect
 def profile_stages(model_path: str, pairs, device: str, dtype: str, batch: int, threads: int | None,
                    switch_interval_s: float | None = None) -> dict:
     """Tokenize alone, forward alone, then both through the worker's pipeline threads."""
-    from rerankpool.worker.pool import thread_env
+    from rerankpool.worker.supervisor import thread_env
 
     os.environ.update(thread_env(threads, device))
     if switch_interval_s:

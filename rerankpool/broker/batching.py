@@ -5,7 +5,7 @@ measured on SQuAD: English WordPiece averages ~4.8 characters per token, so the
 estimate errs long). A batch never mixes buckets unless a worker would otherwise idle,
 so padding stays small without tokenizing in the broker.
 
-When is a bucket shipped? (``PoolCore.dispatch`` in ``core.py`` applies this rule.)
+When is a bucket shipped? (``BrokerCore.dispatch`` in ``core.py`` applies this rule.)
 
 * Full: it holds ``max_batch`` pairs or ``max_batch_tokens`` tokens, as the workers pay
   for them: a padded worker pays ``edge x n`` (every pair padded to the bucket's edge), a

@@ -1,6 +1,6 @@
 """The broker's decisions, without sockets: admit, dispatch, collect, expire, purge.
 
-``PoolCore`` joins the batcher, the request table and the worker registry. Every
+``BrokerCore`` joins the batcher, the request table and the worker registry. Every
 method takes the time as an argument and returns what must be sent, so the socket
 loop in ``server.py`` only moves frames, and tests can drive the whole broker
 logic with a fake clock and any order of events.
@@ -68,7 +68,7 @@ class Counters:
         return sum(n for _, n in self._recent) / window_s
 
 
-class PoolCore:
+class BrokerCore:
     def __init__(self, config: CoreConfig = CoreConfig()) -> None:
         self.config = config
         self.requests = RequestTable(max_length=config.max_length)

@@ -22,7 +22,7 @@ import zmq
 from rerankpool import protocol as P
 from rerankpool._version import __version__
 from rerankpool.broker.assembly import Outcome, finalize
-from rerankpool.broker.core import CoreConfig, PoolCore
+from rerankpool.broker.core import CoreConfig, BrokerCore
 from rerankpool.broker.registry import Batch, WorkerState
 from rerankpool.security.endpoints import warn_if_public_without_curve
 from rerankpool.security.server import ServerSecurity
@@ -54,7 +54,7 @@ class Broker:
     def __init__(self, config: BrokerConfig, context: zmq.Context | None = None) -> None:
         self.config = config
         self.ctx = context or zmq.Context.instance()
-        self.core = PoolCore(config.core)
+        self.core = BrokerCore(config.core)
         self.events: deque[dict[str, Any]] = deque(maxlen=config.events_kept)
         self._event_seq = 0
         self._next_heartbeat = 0.0

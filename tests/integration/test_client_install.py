@@ -4,6 +4,7 @@ and has no model stack (torch, tokenizers, onnxruntime)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,11 @@ def test_the_base_install_reranks_with_no_model_stack(tmp_path, tiny_direct):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", str(ROOT)], capture_output=True, text=True)
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(ROOT / "rerankpool", source / "rerankpool", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    install = subprocess.run([python, "-m", "pip", "install", "-q", str(source)], capture_output=True, text=True)
     assert install.returncode == 0, install.stdout + install.stderr
     with LocalPool(model="tiny-bert", workers=1) as pool:
         run = subprocess.run([python, "-c", CLIENT_SCRIPT, pool.frontend], capture_output=True, text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerankpool.broker.core import CoreConfig, PoolCore
+from rerankpool.broker.core import CoreConfig, BrokerCore
 from rerankpool.broker.metrics import Histogram, PoolMetrics
 from rerankpool.protocol import OP_RERANK, OP_SCORE, BatchTimings, ErrorCode, Request, WorkerInfo
 
@@ -32,7 +32,7 @@ def worker_info() -> WorkerInfo:
 
 
 def test_the_core_counts_batches_requests_and_refusals():
-    core = PoolCore(CoreConfig(max_queued_pairs=3))
+    core = BrokerCore(CoreConfig(max_queued_pairs=3))
     core.register(b"w", worker_info(), 0.0)
     assert core.admit((b"c", 1), Request(1, OP_RERANK, ["q"], None, ["a", "b"]), 0.0) is None
     assert core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["a", "b"]), 0.0)[0] == ErrorCode.OVERLOADED

@@ -1,4 +1,4 @@
-"""Property tests of the whole broker logic (PoolCore) under any order of events.
+"""Property tests of the whole broker logic (BrokerCore) under any order of events.
 
 Hypothesis draws batching limits, requests, worker joins, deaths and result
 orders. Whatever it draws, every request is answered exactly once, every pair's
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rerankpool.broker.batching import BatchingConfig
-from rerankpool.broker.core import CoreConfig, PoolCore
+from rerankpool.broker.core import CoreConfig, BrokerCore
 from rerankpool.broker.registry import LivenessConfig
 from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request, WorkerInfo
 
@@ -52,7 +52,7 @@ actions = st.lists(
 class Simulation:
     def __init__(self, batching: BatchingConfig, timeout_ms: int | None) -> None:
         config = CoreConfig(batching=batching, liveness=LivenessConfig(1.0, 3), request_timeout_ms=timeout_ms)
-        self.core = PoolCore(config)
+        self.core = BrokerCore(config)
         self.now = 0.0
         self.live: list[bytes] = []
         self.dead: list[bytes] = []
@@ -184,7 +184,7 @@ def test_with_deadlines_each_request_gets_scores_or_one_timeout(batching, reqs, 
 
 
 def test_overload_is_refused_at_once_and_nothing_is_queued():
-    core = PoolCore(CoreConfig(max_queued_pairs=5))
+    core = BrokerCore(CoreConfig(max_queued_pairs=5))
     assert core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 4), 0.0) is None
     code, message = core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 2), 0.0)
     assert code == ErrorCode.OVERLOADED and "limit 5" in message
@@ -192,7 +192,7 @@ def test_overload_is_refused_at_once_and_nothing_is_queued():
 
 
 def test_no_workers_at_deadline_says_so():
-    core = PoolCore(CoreConfig(request_timeout_ms=100))
+    core = BrokerCore(CoreConfig(request_timeout_ms=100))
     core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"]), 0.0)
     [outcome] = core.expire(0.2)
     assert outcome.error_code == ErrorCode.NO_WORKERS
@@ -200,7 +200,7 @@ def test_no_workers_at_deadline_says_so():
 
 def test_a_restarted_broker_discards_results_of_the_old_ones_batches():
     """A worker that reconnects to a restarted broker may still send the old broker's results."""
-    old, new = PoolCore(), PoolCore()
+    old, new = BrokerCore(), BrokerCore()
     sent = []
     for core in (old, new):
         core.register(b"w", info(2), 0.0)
@@ -215,14 +215,14 @@ def test_a_restarted_broker_discards_results_of_the_old_ones_batches():
 
 
 def test_worker_for_another_model_is_refused():
-    core = PoolCore()
+    core = BrokerCore()
     assert core.register(b"a", info(2), 0.0) is None
     other = WorkerInfo("other-model", "x", "torch", "cpu", "float32", 2, 1, "h", 512)
     assert "mix scores" in core.register(b"b", other, 0.0)
 
 
 def test_idle_worker_is_served_at_once_busy_workers_wait_for_full_batches():
-    core = PoolCore(CoreConfig(batching=BatchingConfig(max_batch=4, timeout_ms=10, bucket_edges=(512,))))
+    core = BrokerCore(CoreConfig(batching=BatchingConfig(max_batch=4, timeout_ms=10, bucket_edges=(512,))))
     core.register(b"a", info(3), 0.0)
     core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 2), 0.0)
     [(_, first)] = core.dispatch(0.0)  # idle worker: partial batch goes now
@@ -240,7 +240,7 @@ def test_idle_worker_is_served_at_once_busy_workers_wait_for_full_batches():
 def test_idle_workers_share_a_small_request():
     """A lone 32-pair request on 4 idle workers goes out as 4 batches of 8, so 4 tokenizers work on it."""
     batching = BatchingConfig(max_batch=256, max_batch_tokens=1 << 20, bucket_edges=(512,), split_min=8)
-    core = PoolCore(CoreConfig(batching=batching))
+    core = BrokerCore(CoreConfig(batching=batching))
     for name in (b"a", b"b", b"c", b"d"):
         core.register(name, info(2), 0.0)
     core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 32), 0.0)
@@ -250,7 +250,7 @@ def test_idle_workers_share_a_small_request():
     # Fewer pairs than split_min per worker: fewer, fuller batches; split_min=0 never splits.
     core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
     assert core.dispatch(0.0) == []  # every worker is busy now: the pairs wait for a full batch or the timeout
-    unsplit = PoolCore(CoreConfig(batching=BatchingConfig(bucket_edges=(512,), split_min=0)))
+    unsplit = BrokerCore(CoreConfig(batching=BatchingConfig(bucket_edges=(512,), split_min=0)))
     for name in (b"a", b"b"):
         unsplit.register(name, info(2), 0.0)
     unsplit.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
@@ -258,7 +258,7 @@ def test_idle_workers_share_a_small_request():
 
 
 def test_idle_workers_split_no_finer_than_split_min():
-    core = PoolCore(CoreConfig(batching=BatchingConfig(bucket_edges=(512,), split_min=8)))
+    core = BrokerCore(CoreConfig(batching=BatchingConfig(bucket_edges=(512,), split_min=8)))
     for name in (b"a", b"b", b"c", b"d"):
         core.register(name, info(2), 0.0)
     core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 10), 0.0)
@@ -303,7 +303,7 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
 def test_a_worker_dying_with_several_batches_blames_none_and_retries_each_alone():
     """Its oldest batch may have finished (the result lost with the process): no blame until a suspect dies alone."""
     liveness = LivenessConfig(1.0, 3)
-    core = PoolCore(CoreConfig(batching=BatchingConfig(max_batch=1, bucket_edges=(512,)), liveness=liveness))
+    core = BrokerCore(CoreConfig(batching=BatchingConfig(max_batch=1, bucket_edges=(512,)), liveness=liveness))
     core.register(b"w1", info(2), 0.0)
     core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["innocent", "poison"]), 0.0)
     held = core.dispatch(0.0)
@@ -327,7 +327,7 @@ def test_a_worker_dying_with_several_batches_blames_none_and_retries_each_alone(
 
 
 def test_batches_are_priced_for_packing_only_while_every_live_worker_packs():
-    core = PoolCore(CoreConfig(liveness=LivenessConfig(1.0, 3)))
+    core = BrokerCore(CoreConfig(liveness=LivenessConfig(1.0, 3)))
     assert not core.batcher.packed
     core.register(b"gpu1", info(2, packed=True), 0.0)
     assert core.batcher.packed and core.batcher.max_pairs == 256

@@ -80,7 +80,7 @@ def with_device_processes(configs: list[WorkerConfig], pass_tokens: int = DEFAUL
     return list(devices.values()), [replace(c, device_endpoint=devices[c.device].endpoint) for c in configs]
 
 
-class WorkerPool:
+class WorkerSupervisor:
     def __init__(self, configs: list[WorkerConfig], restart_backoff_max_s: float = 30.0,
                  device_processes: list[DeviceProcessConfig] = ()) -> None:
         self.configs = configs
