@@ -16,7 +16,10 @@ from pathlib import Path
 
 from . import cache as _cache
 from .errors import ModelNotFoundError
+from .llm import TINY_QWEN3_MODEL
 from .names import ALIASES, DEFAULT_MODEL, PROVENANCE_NAME, STANDIN_MODEL, TINY_MODEL
+from .tiny_families import RECIPE as TINY_FAMILY_RECIPE
+from .tiny_families import TINY_FAMILIES
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,12 @@ def _build_tiny(dest: Path) -> None:
     build_tiny_bert(dest, seed=0)
 
 
+def _build_tiny_qwen3(dest: Path) -> None:
+    from .llm import build_tiny_qwen3_reranker
+
+    build_tiny_qwen3_reranker(dest, seed=0)
+
+
 BUILTINS: dict[str, BuiltinModel] = {
     m.name: m
     for m in (
@@ -118,6 +127,20 @@ BUILTINS: dict[str, BuiltinModel] = {
             real_scores=False,
             label=f"{TINY_MODEL} (random 2-layer TEST model for plumbing: scores are meaningless)",
             build=_build_tiny,
+        ),
+        BuiltinModel(
+            name=TINY_QWEN3_MODEL,
+            description="tiny random Qwen3-Reranker (2 layers, hidden 64, its own 600-token BPE) for testing "
+            "the LLM reranker path, scores are meaningless",
+            real_scores=False,
+            label=f"{TINY_QWEN3_MODEL} (random 2-layer Qwen3 LLM reranker, a TEST model: scores are meaningless)",
+            build=_build_tiny_qwen3,
+        ),
+        # tiny-xlm-roberta, tiny-electra, tiny-modernbert, tiny-deberta-v2: one per encoder family
+        *(
+            BuiltinModel(name=t.name, description=t.description, real_scores=False, label=t.label,
+                         recipe=TINY_FAMILY_RECIPE, build=t.build)
+            for t in TINY_FAMILIES.values()
         ),
     )
 }

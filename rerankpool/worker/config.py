@@ -34,6 +34,7 @@ class WorkerConfig:
     packed: bool | None = None  # torch: packed tokens (None: on CUDA for BERT models)
     cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
     fast_tokenizer: bool = True  # flash-tokenizer for BERT vocabularies, where it matches tokenizers
+    instruction: str | None = None  # LLM rerankers: the task instruction (None: rerankpool.models.llm's default)
     device_endpoint: str | None = None  # run the model in this host's device process, not in this worker
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them

@@ -31,7 +31,7 @@ from rerankpool.worker.engines.base import EngineGone
 from rerankpool.worker.pipeline import Pipeline
 from rerankpool.worker.policy import warmup_shapes
 from rerankpool.worker.stages import Stages
-from rerankpool.worker.tokenize import PairTokenizer
+from rerankpool.worker.tokenize import load_pair_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ class Worker:
         else:
             self.engine = load_engine(config.engine_config(self.model))
         self.policy = config.policy(packed=self.engine.packed)
-        self.tokenizer = PairTokenizer(
-            self.model.path / "tokenizer.json", config.max_length, fast=config.fast_tokenizer, threads=config.threads
+        self.tokenizer = load_pair_tokenizer(  # prompt mode for an LLM reranker
+            self.model.path, config.max_length, fast=config.fast_tokenizer, threads=config.threads,
+            instruction=config.instruction,
         )
         logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
         if config.warmup and not isinstance(self.engine, DeviceClient):  # a device process warms up itself

@@ -7,6 +7,11 @@ length and cut into chunks so that padding stays small: a batch that mixes short
 long pairs runs as a few forward passes instead of one padded to the longest pair (how
 it is cut, per runtime: ``rerankpool.worker.policy``). Engines that run packed tokens
 (``packed_bert``) get the pairs back to back instead, with no padding to plan.
+
+LLM rerankers (``rerankpool.models.llm``) are tokenized in prompt mode (``PromptTokenizer``):
+each pair is written into its family's prompt template and truncated as the model card's
+code does, and the ids go into the same right-padded, length-sorted chunks (token type 0).
+``load_pair_tokenizer`` picks the mode from the checkpoint's config.json.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import itertools
 
 import numpy as np
 
+from rerankpool.models.llm import LlmReranker, llm_reranker
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
 from rerankpool.worker.policy import ChunkPolicy, plan_chunks, plan_packed, round_up
 from rerankpool.worker.wordpiece import TextIds, load_fast_wordpiece, ragged_take
@@ -102,6 +108,51 @@ class PairTokenizer:
         pair_lengths = nq + nd + 3
         flat = ragged_take(pool, starts.ravel(), lengths.ravel())
         return PairIds(TextIds(flat, np.cumsum(pair_lengths) - pair_lengths, pair_lengths), nq + 2)
+
+
+class PromptTokenizer:
+    """Tokenizes pairs for an LLM reranker: its prompt template around each pair, truncated as its card does.
+
+    Same interface as ``PairTokenizer``; every token has type 0, and ``max_length`` is the
+    model card's ``max_length`` (see the template for what it bounds).
+    """
+
+    backend = "tokenizers (LLM prompt)"
+
+    def __init__(self, tokenizer_json: Path, reranker: LlmReranker, max_length: int = 512) -> None:
+        from tokenizers import Tokenizer
+
+        self.max_length = max_length
+        self.reranker = reranker
+        self._tok = Tokenizer.from_file(str(tokenizer_json))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self.pad_id = 0  # any id: pads follow a pair's tokens, and causal attention never looks ahead
+        reranker.pair_ids(self._tok, [("", "")], max_length)  # fails now if max_length leaves no room
+
+    def encode(
+        self,
+        queries: Sequence[str],
+        query_index: Sequence[int],
+        docs: Sequence[str],
+        policy: ChunkPolicy = ChunkPolicy(),
+    ) -> EncodedBatch:
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks."""
+        ids = self.reranker.pair_ids(self._tok, [(queries[q], d) for q, d in zip(query_index, docs)], self.max_length)
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        return _chunks(PairIds(TextIds(flat, np.cumsum(lengths) - lengths, lengths), lengths), policy, self.pad_id)
+
+
+def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = True, threads: int | None = None,
+                        instruction: str | None = None) -> PairTokenizer | PromptTokenizer:
+    """The checkpoint's tokenizer: prompt mode for an LLM reranker, else cross-encoder pairs."""
+    reranker = llm_reranker(model_path, instruction)
+    if reranker is not None:
+        return PromptTokenizer(Path(model_path) / "tokenizer.json", reranker, max_length)
+    if instruction is not None:
+        raise ValueError(f"an instruction is for LLM rerankers; {model_path} is a cross-encoder")
+    return PairTokenizer(Path(model_path) / "tokenizer.json", max_length, fast=fast, threads=threads)
 
 
 @dataclass

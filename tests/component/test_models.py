@@ -27,6 +27,7 @@ from rerankpool.models import (
     resolve_model,
 )
 from rerankpool.models.cache import MARKER_NAME, build_once
+from rerankpool.models.llm import TINY_QWEN3_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,8 +56,9 @@ def test_cache_dir_honours_env(monkeypatch, tmp_path):
 
 def test_builtins_listed_default_first():
     models = list_builtin_models()
-    assert [m.name for m in models] == [DEFAULT_MODEL, STANDIN_MODEL, TINY_MODEL]
-    assert [m.real_scores for m in models] == [True, False, False]
+    names = [m.name for m in models]
+    assert names[:3] == [DEFAULT_MODEL, STANDIN_MODEL, TINY_MODEL] and TINY_QWEN3_MODEL in names
+    assert [m.real_scores for m in models] == [True] + [False] * (len(models) - 1)  # the rest are TEST models
     assert all(m.description for m in models)
 
 

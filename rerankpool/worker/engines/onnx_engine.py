@@ -16,7 +16,10 @@ quality (MRR, see the slow test), not by logits.
 
 All three of ``input_ids``, ``attention_mask`` and ``token_type_ids`` are fed when the
 graph declares them: BERT cross-encoders use token types to tell query from document,
-and zeroing them changes the scores.
+and zeroing them changes the scores. Exports of families without token types (XLM-R,
+ModernBERT, DeBERTa-v3) declare only the first two. Which families this engine serves
+is ``rerankpool.models.families``' table; padding is set to the model's ``pad_token_id``,
+as the torch engine does.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rerankpool.models.families import UnsupportedModelError, check_engine, find_family, load_config
 from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
+from rerankpool.worker.engines.torch_engine import pad_with  # numpy only: torch is imported in TorchEngine
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,9 @@ class OnnxEngine(Engine):
             )
         providers, self.device = resolve_providers(config.device)
         self.dtype = config.dtype
+        model_config = self._check_family(config.model_path)
+        self.pad_token_id = model_config.get("pad_token_id")
+        self._reads_token_types = (model_config.get("type_vocab_size") or 0) > 1
         self.path = self._model_file(config)
 
         options = ort.SessionOptions()
@@ -87,6 +95,23 @@ class OnnxEngine(Engine):
         self._feeds = self._declared_inputs()
         self._output = self._logits_output()
         logger.info("onnx engine: %s on %s (%s, threads=%s)", self.path, self.device, self.dtype, config.threads)
+
+    @staticmethod
+    def _check_family(model_path: Path) -> dict:
+        """The checkpoint's config.json, if this engine serves its family; one it does not know is tried
+        (the export is checked against torch before it is used). None there: a shipped ONNX file alone."""
+        if not (Path(model_path) / "config.json").is_file():
+            return {}
+        try:
+            model_config = load_config(model_path)
+            if find_family(model_config) is None:
+                logger.warning("%s: model_type %r is not a family rerankpool tests; exporting it anyway",
+                               model_path, model_config.get("model_type"))
+            else:
+                check_engine(model_config, "onnx")
+        except UnsupportedModelError as exc:
+            raise EngineLoadError(str(exc)) from exc
+        return model_config
 
     @staticmethod
     def _model_file(config: EngineConfig) -> Path:
@@ -123,7 +148,7 @@ class OnnxEngine(Engine):
                     f"{', '.join(FEEDS)} as integers. Re-export the model with --dtype float32"
                 )
             feeds[inp.name] = ORT_TYPES[inp.type]
-        if "token_type_ids" not in feeds:
+        if "token_type_ids" not in feeds and self._reads_token_types:
             logger.warning("%s has no token_type_ids input; scores may differ from torch", self.path)
         return feeds
 
@@ -138,7 +163,9 @@ class OnnxEngine(Engine):
         return out.name
 
     def forward(self, chunk: Chunk) -> np.ndarray:
-        feed = {name: getattr(chunk, name).astype(dtype, copy=False) for name, dtype in self._feeds.items()}
+        arrays = {"input_ids": pad_with(chunk, self.pad_token_id), "attention_mask": chunk.attention_mask,
+                  "token_type_ids": chunk.token_type_ids}
+        feed = {name: arrays[name].astype(dtype, copy=False) for name, dtype in self._feeds.items()}
         (logits,) = self.session.run([self._output], feed)
         return np.asarray(logits, dtype=np.float32).reshape(len(chunk.input_ids), -1)[:, 0]
 

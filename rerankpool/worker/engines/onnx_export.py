@@ -32,13 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from rerankpool.models.cache import cache_dir, exclusive_lock
+from rerankpool.models.families import supported_text
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
 # Bump when the export recipe changes (opset, inputs, quantization), so old caches are redone.
-EXPORT_RECIPE = 1
+EXPORT_RECIPE = 2
+# token_type_ids only for a model that reads them (torch_engine.feeds_token_types).
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# (rows, length) of the check inputs: the traced shape, a short one (the axes must be dynamic),
+# and one past ModernBERT's 64-token half window and DeBERTa's 128 exact relative positions.
+CHECK_SHAPES = ((3, 23), (1, 7), (2, 160))
 # Max |onnx - torch| allowed on the random check input (fp32 logits).
 VERIFY_ATOL = 1e-4
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
@@ -95,18 +100,31 @@ def ensure_onnx(model_path: Path, int8: bool = False) -> ExportResult:
 
 
 def export_fp32(model_path: Path, out_path: Path) -> None:
-    """``torch.onnx.export`` with dynamic batch/sequence axes, then verify against torch."""
+    """``torch.onnx.export`` with dynamic batch/sequence axes, then verify against torch.
+
+    The graph's inputs are the ones the model reads: ``token_type_ids`` only where
+    ``feeds_token_types`` says so (not XLM-R, ModernBERT or DeBERTa-v3).
+    """
     import torch
     import transformers
     from transformers import AutoModelForSequenceClassification
 
+    from rerankpool.worker.engines.torch_engine import feeds_token_types
+
     dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(model_path), attn_implementation="eager", **{dtype_kw: torch.float32}
-    ).eval()
-    example = _check_inputs(model.config.vocab_size, model.config.type_vocab_size)
-    args = tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES)
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(model_path), attn_implementation="eager", **{dtype_kw: torch.float32}
+        ).eval()
+    except (KeyError, ValueError) as exc:  # a model_type transformers has no classifier for
+        raise OnnxExportError(
+            f"transformers cannot load {model_path} as a sequence classifier ({exc}). "
+            f"rerankpool serves: {supported_text()}"
+        ) from exc
+    names = INPUT_NAMES if feeds_token_types(model) else INPUT_NAMES[:2]
+    example = _check_inputs(model.config, names, *CHECK_SHAPES[0])
+    args = tuple(torch.from_numpy(example[name]) for name in names)
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         # The tracer warns about Python control flow in HF's mask code; the check below
@@ -114,8 +132,8 @@ def export_fp32(model_path: Path, out_path: Path) -> None:
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                model, args, str(out_path),
-                input_names=list(INPUT_NAMES), output_names=["logits"],
+                _logits_module(model, names), args, str(out_path),
+                input_names=list(names), output_names=["logits"],
                 dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, dynamo=False,
             )
         except Exception as exc:  # the exporter raises many types; report one
@@ -125,17 +143,33 @@ def export_fp32(model_path: Path, out_path: Path) -> None:
     verify(model, out_path)
 
 
-def _check_inputs(vocab_size: int, type_vocab_size: int, rows: int = 3, length: int = 23) -> dict[str, np.ndarray]:
-    """Random ids with padded rows of different real lengths, so the mask path is checked."""
+def _logits_module(model, names: tuple[str, ...]):
+    """The model as the graph sees it: ``names`` as its positional inputs, the logits tensor out."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs):
+            return self.model(**dict(zip(names, inputs))).logits
+
+    return Logits().eval()  # the exporter restores the wrapper's mode afterwards, and with it the model's
+
+
+def _check_inputs(config, names: tuple[str, ...], rows: int, length: int) -> dict[str, np.ndarray]:
+    """Random ids with padded rows of different real lengths (padding as transformers pads), for ``names``."""
     rng = np.random.default_rng(0)
-    ids = rng.integers(1, vocab_size, size=(rows, length), dtype=np.int64)
+    ids = rng.integers(3, config.vocab_size, size=(rows, length), dtype=np.int64)
     mask = np.ones_like(ids)
     for row, real in enumerate((length, length // 2, 5)[:rows]):
         mask[row, real:] = 0
+    pad = config.pad_token_id if config.pad_token_id is not None else 0
     types = np.zeros_like(ids)
-    if type_vocab_size > 1:
-        types[:, length // 3 :] = 1
-    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": types * mask}
+    types[:, length // 3 :] = 1
+    feed = {"input_ids": np.where(mask == 1, ids, pad), "attention_mask": mask, "token_type_ids": types * mask}
+    return {name: feed[name] for name in names}
 
 
 def verify(model: object, onnx_path: Path) -> float:
@@ -147,9 +181,10 @@ def verify(model: object, onnx_path: Path) -> float:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     cfg = model.config  # type: ignore[attr-defined]
+    names = tuple(i.name for i in session.get_inputs())
     worst = 0.0
-    for rows, length in ((3, 23), (1, 7)):  # not the traced shape only: the axes must be dynamic
-        feed = _check_inputs(cfg.vocab_size, cfg.type_vocab_size, rows, length)
+    for rows, length in CHECK_SHAPES:  # not the traced shape only: the axes must be dynamic
+        feed = _check_inputs(cfg, names, rows, min(length, getattr(cfg, "max_position_embeddings", 512) - 2))
         with torch.inference_mode():
             ref = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()  # type: ignore[operator]
         got = session.run(None, feed)[0]

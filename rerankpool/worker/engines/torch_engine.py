@@ -6,16 +6,24 @@ forward pass (up to 65,536 tokens) with no padding waste; ``--packed`` runs the 
 other devices, with attention in padded groups. Otherwise (and for other architectures)
 the padded transformers forward pass runs on length-sorted chunks: on CPU, packed
 measured no faster (the sorted chunks there already hold little padding).
+
+Every family in ``rerankpool.models.families`` runs padded (BERT, XLM-RoBERTa, ELECTRA,
+ModernBERT, DeBERTa-v2/v3), with the inputs ``CrossEncoder`` gives it: SDPA attention
+where the model class supports it, else eager; ``token_type_ids`` only for a model that
+reads them; padding set to the model's ``pad_token_id``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rerankpool.models.families import UnsupportedModelError, find_family, load_config, supported_text
 from rerankpool.worker.engines.base import AsyncEngine, Chunk, EngineConfig, EngineLoadError, PackedChunk
 
 logger = logging.getLogger(__name__)
@@ -41,6 +49,60 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def sequence_classifier_class(model_path: Path) -> type:
+    """The transformers class ``AutoModelForSequenceClassification`` loads for this checkpoint.
+
+    The family comes from config.json (``rerankpool.models.families``); one rerankpool does
+    not test is still served (a warning says so) if transformers has a classifier for it.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    try:
+        raw = load_config(model_path)
+    except UnsupportedModelError as exc:
+        raise EngineLoadError(str(exc)) from exc
+    if find_family(raw) is None:
+        logger.warning("%s: model_type %r is not a family rerankpool tests (%s); its scores are not checked "
+                       "against CrossEncoder", model_path, raw.get("model_type"), supported_text())
+    try:
+        return MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(AutoConfig.from_pretrained(str(model_path)))]
+    except (KeyError, ValueError) as exc:  # ValueError: a model_type this transformers does not know
+        raise EngineLoadError(
+            f"{model_path}: transformers has no sequence classifier for model_type {raw.get('model_type')!r}. "
+            f"rerankpool serves: {supported_text()}"
+        ) from exc
+
+
+def attention_for(model_class: type) -> str:
+    """SDPA where the class has it, else eager (DeBERTa-v2 has no SDPA): never one the family lacks."""
+    return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
+
+
+def feeds_token_types(model: Any) -> bool:
+    """Whether the model reads ``token_type_ids``: its forward takes them and it has more than one type.
+
+    BERT and ELECTRA do (query 0, document 1). XLM-R (one type) and DeBERTa-v3 (none) get
+    none, as their CrossEncoder tokenizers give none or the embeddings ignore them, and
+    ModernBERT's forward has no such argument.
+    """
+    takes = "token_type_ids" in inspect.signature(model.forward).parameters
+    return takes and (getattr(model.config, "type_vocab_size", 0) or 0) > 1
+
+
+def pad_with(chunk: Chunk, pad_token_id: int | None) -> np.ndarray:
+    """The chunk's ids with the padding set to the model's ``pad_token_id``, as transformers pads a batch.
+
+    Masked tokens change no score, but XLM-R numbers positions from its ids (``padding_idx
+    + 1`` onward for every id but the pad id): with this, padding gets the position
+    transformers gives it, instead of positions past the real tokens, and the model sees
+    exactly the batch ``CrossEncoder`` would build.
+    """
+    if pad_token_id is None:
+        return chunk.input_ids
+    return np.where(chunk.attention_mask.astype(bool), chunk.input_ids, pad_token_id)
+
+
 @dataclass
 class InFlight:
     """A launched chunk: its scores (a host tensor being filled, or a finished array) and the event to wait on."""
@@ -58,7 +120,6 @@ class TorchEngine(AsyncEngine):
     def __init__(self, config: EngineConfig) -> None:
         import torch
         import transformers
-        from transformers import AutoModelForSequenceClassification
 
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         if config.dtype not in dtypes:
@@ -70,14 +131,17 @@ class TorchEngine(AsyncEngine):
         self._torch = torch
         transformers.utils.logging.disable_progress_bar()
         dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(config.model_path), attn_implementation="sdpa", **{dtype_kw: dtypes[config.dtype]}
+        model_class = sequence_classifier_class(config.model_path)
+        model = model_class.from_pretrained(
+            str(config.model_path), attn_implementation=attention_for(model_class), **{dtype_kw: dtypes[config.dtype]}
         )
         if model.config.num_labels != 1:
             raise EngineLoadError(
                 f"{config.model_path} has {model.config.num_labels} labels; rerankpool serves "
                 "single-score cross-encoders (num_labels=1)"
             )
+        self.feeds_token_types = feeds_token_types(model)
+        self.pad_token_id = model.config.pad_token_id
         self.model = model.eval().to(self.device)
         self.packed_model = self._packed_runner(config)
         self.packed = self.packed_model is not None
@@ -130,10 +194,11 @@ class TorchEngine(AsyncEngine):
             return self._in_flight(self.packed_model(inputs))
         with torch.inference_mode():
             inputs = {
-                "input_ids": torch.from_numpy(chunk.input_ids).to(self.device, non_blocking=True),
+                "input_ids": torch.from_numpy(pad_with(chunk, self.pad_token_id)).to(self.device, non_blocking=True),
                 "attention_mask": torch.from_numpy(chunk.attention_mask).to(self.device, non_blocking=True),
-                "token_type_ids": torch.from_numpy(chunk.token_type_ids).to(self.device, non_blocking=True),
             }
+            if self.feeds_token_types:
+                inputs["token_type_ids"] = torch.from_numpy(chunk.token_type_ids).to(self.device, non_blocking=True)
             return self._in_flight(self.model(**inputs).logits[:, 0])
 
     def _in_flight(self, scores, short: bool = False) -> InFlight:
@@ -147,7 +212,7 @@ class TorchEngine(AsyncEngine):
         # tokenizers of all workers on the host need (CUDA's default spins when it can).
         # Small batches, replayed from CUDA graphs, finish within a millisecond or two:
         # there a sleeping wait's wake-up cost 0.06-0.23 ms at p50 and up to 2.5 ms at
-        # p99 on the H100 host (bench/gpu/sync_probe.py; its output, bench/results/h100-sync-probe.txt,
+        # p99 on the H100 host (bench/probes/sync_probe.py; its output, bench/results/h100-sync-probe.txt,
         # is in git history at edd338e), so those spin.
         done = self._torch.cuda.Event(blocking=not short)
         done.record()
