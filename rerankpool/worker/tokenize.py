@@ -30,6 +30,15 @@ from rerankpool.worker.policy import ChunkPolicy, plan_chunks, plan_packed, roun
 from rerankpool.worker.wordpiece import TextIds, load_fast_wordpiece, ragged_take
 
 
+def _as_transformers_builds_it(model_dir: Path):
+    """The ``tokenizers`` pipeline transformers builds for a checkpoint, or None without transformers."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:  # a worker without the torch extra reads tokenizer.json as written
+        return None
+    return AutoTokenizer.from_pretrained(str(model_dir)).backend_tokenizer
+
+
 def unpad(chunk: Chunk) -> PackedChunk:
     """A padded chunk's pairs with the padding stripped, back to back and sorted by length."""
     lengths = chunk.attention_mask.sum(axis=1)
@@ -48,7 +57,10 @@ class PairTokenizer:
     For plain BERT tokenizers (``rerankpool.worker.wordpiece``) each query and document is
     encoded once on its own, by flash-tokenizer where it gives the same ids, and the pairs
     are put together here as ``[CLS] q [SEP] d [SEP]``, truncated as ``tokenizers`` does.
-    Other tokenizers encode the pairs with ``tokenizers`` itself. Both give the same ids.
+    Other tokenizers encode the pairs with ``tokenizers`` itself, through the pipeline that
+    transformers builds for the checkpoint where transformers is installed (for XLM-R and
+    DeBERTa-v3 it rebuilds the normalizer and pre-tokenizer rather than use the file's, and
+    CrossEncoder tokenizes with that). Both give the reference's ids.
     """
 
     def __init__(self, tokenizer_json: Path, max_length: int = 512, fast: bool = True,
@@ -57,6 +69,8 @@ class PairTokenizer:
 
         self.max_length = max_length
         self._tok = Tokenizer.from_file(str(tokenizer_json))
+        if self._tok.model.__class__.__name__ != "WordPiece":
+            self._tok = _as_transformers_builds_it(Path(tokenizer_json).parent) or self._tok
         self._tok.no_padding()
         self._tok.enable_truncation(max_length, strategy="longest_first")
         self.pad_id = self._pad_id()

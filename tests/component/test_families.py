@@ -144,9 +144,6 @@ def test_workers_tokenize_pairs_as_autotokenizer_does(tiny):
     assert max(len(raw.encode(q, d).ids) for q, d in pairs) == MAX_LENGTH  # some pairs are truncated
 
 
-@pytest.mark.xfail(strict=True, reason="rerankpool.worker.tokenize reads tokenizer.json as written; transformers 5 "
-                   "rebuilds XLM-R's and DeBERTa-v3's pipeline (WhitespaceSplit, right Strip), which tokenizes "
-                   "tabs, newlines and trailing spaces differently from the hub's tokenizer.json")
 def test_workers_tokenize_a_hub_form_xlm_roberta_tokenizer_as_crossencoder_does(tmp_path):
     """The tokenizer.json layout XLM-R checkpoints ship (Metaspace alone, " {2,}" folded; the precompiled
     map left out): the pairs the workers make must still be CrossEncoder's."""
