@@ -73,6 +73,7 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
         connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
         max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
         packed=args.packed, cuda_graphs=args.cuda_graphs, fast_tokenizer=args.fast_tokenizer, warmup=args.warmup,
+        instruction=args.instruction,
         heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
         security=security,
     )
@@ -209,11 +210,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """The offline built-ins and the families each engine serves; with --connect, what a pool serves now."""
     from rerankpool.models import DEFAULT_MODEL, list_builtin_models
+    from rerankpool.models.families import list_families
 
+    print("Built-in models (offline):")
     for model in list_builtin_models():
         mark = " (default)" if model.name == DEFAULT_MODEL else ""
-        print(f"{model.name}{mark}\n    {model.description}")
+        print(f"  {model.name}{mark}\n      {model.description}")
+    print("\nFamilies (from a checkpoint's config.json; --model takes a Hugging Face id or a local directory):")
+    for row in list_families():
+        print(f"  {row.family:12s} {row.title}; engines: {', '.join(row.engines)}\n"
+              f"      e.g. {', '.join(row.examples)}" + (f"; built-in test model: {row.builtin}" if row.builtin else ""))
     return 0
 
 
@@ -359,7 +367,7 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     stats.add_argument("--timeout", type=float, default=5.0)
     stats.set_defaults(func=cmd_stats)
 
-    models = sub.add_parser("models", help="list the offline built-in models")
+    models = sub.add_parser("models", help="list the offline built-in models and the model families served")
     models.set_defaults(func=cmd_models)
     bench_parser(sub, bench_defaults)
     keys_parser(sub)

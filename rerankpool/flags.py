@@ -76,7 +76,11 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--devices", default=None,
                    help="spread workers over CUDA devices round robin, e.g. 0,1 (overrides --device)")
     g.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
-    g.add_argument("--max-length", type=int, default=512, help="truncate pairs to this many tokens")
+    g.add_argument("--max-length", type=int, default=512,
+                   help="truncate pairs to this many tokens (LLM rerankers: the prompt included; their cards use 8192)")
+    g.add_argument("--instruction", default=None,
+                   help="LLM rerankers: the task instruction in the prompt (default: the checkpoint's "
+                        "rerankpool-reranker.json, else the model card's)")
     g.add_argument("--capacity", type=int, default=2, help="batches in flight per worker (>= 2)")
     g.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per worker (default on CPU: cores / workers)")

@@ -33,6 +33,7 @@ from rerankpool.http import schemas as S
 from rerankpool.http.config import DEADLINE_HEADER, GatewayConfig
 from rerankpool.http.errors import UNAUTHORIZED, ApiError, Shape, error_body, validation_message
 from rerankpool.http.metrics import GatewayMetrics
+from rerankpool.models.families import list_families
 from rerankpool.protocol import ErrorCode
 
 logger = logging.getLogger(__name__)
@@ -372,7 +373,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
 
 def info_body(stats: dict[str, Any], config: GatewayConfig) -> dict[str, Any]:
-    """``/info``: TEI's fields for the first model, then the pool's models, limits and version."""
+    """``/info``: TEI's fields for the first model, then the pool's models, the families each engine serves,
+    the limits and the version."""
     models: dict[str, dict[str, Any]] = {}
     for w in stats["workers"]:
         m = models.setdefault(w["model"], {"name": w["model"], "label": w["label"], "workers": 0, "engines": set(),
@@ -400,6 +402,7 @@ def info_body(stats: dict[str, Any], config: GatewayConfig) -> dict[str, Any]:
         "sha": None,
         "docker_label": None,
         "models": listed,
+        "families": [row._asdict() for row in list_families()],
         "limits": {**limits, "max_body_bytes": config.max_body_bytes, "default_timeout_s": config.timeout_s,
                    "max_timeout_s": config.max_timeout_s},
         "broker": {"host": stats["host"], "uptime_s": stats["uptime_s"], "workers": len(stats["workers"])},

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import ModelError
+from .llm import is_llm_reranker
 
 
 class UnsupportedModelError(ModelError):
@@ -102,8 +103,7 @@ class FamilyRow(NamedTuple):
 
 def list_families() -> list[FamilyRow]:
     """Every family the pool serves, with example checkpoints and the engines that serve it."""
-    families = (*FAMILIES, LLM_FAMILY) if _llm_detector() is not None else FAMILIES
-    return [FamilyRow(f.name, f.title, f.examples, f.engines, f.builtin) for f in families]
+    return [FamilyRow(f.name, f.title, f.examples, f.engines, f.builtin) for f in (*FAMILIES, LLM_FAMILY)]
 
 
 def load_config(model_path: Path) -> dict[str, Any]:
@@ -120,8 +120,7 @@ def load_config(model_path: Path) -> dict[str, Any]:
 
 def find_family(config: dict[str, Any]) -> Family | None:
     """The family config.json describes, or None when rerankpool does not know it."""
-    detect = _llm_detector()
-    if detect is not None and detect(config):
+    if is_llm_reranker(config):
         return LLM_FAMILY
     model_type = config.get("model_type")
     if model_type:
@@ -160,12 +159,3 @@ def check_engine(config: dict[str, Any], engine: str) -> Family:
 def supported_text() -> str:
     """``"bert (torch, onnx, mlx), xlm-roberta (torch, onnx), ..."``, for error messages."""
     return ", ".join(f"{row.family} ({', '.join(row.engines)})" for row in list_families())
-
-
-def _llm_detector():
-    """``rerankpool.models.llm.is_llm_reranker``, or None where that module is absent."""
-    try:
-        from .llm import is_llm_reranker
-    except ImportError:
-        return None
-    return is_llm_reranker

@@ -70,6 +70,8 @@ def test_info_lists_models_with_their_workers_and_tei_fields():
     assert info["model_id"] == "m" and info["max_client_batch_size"] == 10 and info["version"] == "9.9"
     [model] = info["models"]
     assert model["workers"] == 2 and model["engines"] == ["onnx", "torch"] and model["dtypes"] == ["float32", "int8"]
+    families = {f["family"]: f["engines"] for f in info["families"]}
+    assert families["xlm-roberta"] == ("torch", "onnx") and families["llm"] == ("torch",)
 
 
 def test_pool_metrics_render_as_prometheus_families():
