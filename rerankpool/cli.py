@@ -220,8 +220,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"  {model.name}{mark}\n      {model.description}")
     print("\nFamilies (from a checkpoint's config.json; --model takes a Hugging Face id or a local directory):")
     for row in list_families():
+        builtin = f"; built-in test model: {row.builtin}" if row.builtin else ""
         print(f"  {row.family:12s} {row.title}; engines: {', '.join(row.engines)}\n"
-              f"      e.g. {', '.join(row.examples)}" + (f"; built-in test model: {row.builtin}" if row.builtin else ""))
+              f"      e.g. {', '.join(row.examples)}{builtin}")
     return 0
 
 

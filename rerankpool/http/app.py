@@ -178,6 +178,11 @@ def v1_text(doc: str | dict, rank_fields: Sequence[str] | None) -> str:
     return "\n".join(f"{k}: {doc[k]}" for k in (fields or doc))
 
 
+def _errors(body: type) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entries of a route's error statuses, all in its shape's error body."""
+    return {status: {"model": body} for status in (401, 413, 422, 429, 500, 503, 504)}
+
+
 def _cut(top_n: int | None, documents: int) -> int | None:
     """``top_n`` as the pool takes it: at most the number of documents (a larger one means all of them)."""
     return None if top_n is None else min(top_n, documents)
@@ -241,7 +246,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.post("/rerank", response_model=Union[list[S.TEIRank], S.InfinityRerankResponse], dependencies=guarded,
               tags=["TEI", "Infinity"],
-              responses={422: {"model": S.TEIError}, 413: {"model": S.TEIError}, 503: {"model": S.TEIError}})
+              responses=_errors(S.TEIError))
     async def tei_rerank(body: Union[S.TEIRerankRequest, S.InfinityRerankRequest], request: Request) -> Response:
         """TEI's rerank (``texts``): every text scored, best first, sigmoid scores unless raw_scores.
 
@@ -269,8 +274,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     # -- Cohere v2 -----------------------------------------------------------------------
 
     @app.post("/v2/rerank", response_model=S.CohereV2RerankResponse, dependencies=guarded, tags=["Cohere"],
-              responses={422: {"model": S.CohereError}, 413: {"model": S.CohereError},
-                         429: {"model": S.CohereError}, 503: {"model": S.CohereError}})
+              responses=_errors(S.CohereError))
     async def cohere_v2_rerank(body: S.CohereV2RerankRequest, request: Request) -> Response:
         """Cohere's v2 rerank: relevance_score is the sigmoid of the logit; cut to top_n here."""
         started = time.perf_counter()
@@ -286,8 +290,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     # -- Cohere v1 and Jina --------------------------------------------------------------
 
     @app.post("/v1/rerank", response_model=S.V1RerankResponse, dependencies=guarded, tags=["Cohere", "Jina"],
-              responses={422: {"model": S.V1Error}, 413: {"model": S.V1Error}, 429: {"model": S.V1Error},
-                         503: {"model": S.V1Error}})
+              responses=_errors(S.V1Error))
     async def v1_rerank(body: S.V1RerankRequest, request: Request) -> Response:
         """Cohere v1 and Jina rerank in one body: documents as strings or {text}; scores in (0, 1)."""
         started = time.perf_counter()
@@ -307,8 +310,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
     # -- the pool's own ------------------------------------------------------------------
 
     @app.post("/pool/rerank", response_model=S.PoolRerankResponse, dependencies=guarded, tags=["rerankpool"],
-              responses={422: {"model": S.PoolError}, 413: {"model": S.PoolError}, 429: {"model": S.PoolError},
-                         503: {"model": S.PoolError}, 504: {"model": S.PoolError}})
+              responses=_errors(S.PoolError))
     async def pool_rerank(body: S.PoolRerankRequest, request: Request) -> Response:
         """``Client.rerank`` over HTTP: raw logits unless activation is sigmoid; best first, cut to top_k."""
         started = time.perf_counter()
@@ -321,8 +323,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
                      headers=_timing_headers(hits.usage, started, sum(map(len, body.documents))))
 
     @app.post("/pool/score", response_model=S.PoolScoreResponse, dependencies=guarded, tags=["rerankpool"],
-              responses={422: {"model": S.PoolError}, 413: {"model": S.PoolError}, 429: {"model": S.PoolError},
-                         503: {"model": S.PoolError}, 504: {"model": S.PoolError}})
+              responses=_errors(S.PoolError))
     async def pool_score(body: S.PoolScoreRequest, request: Request) -> Response:
         """``Client.score`` over HTTP: the scores of (query, document) pairs, in input order."""
         started = time.perf_counter()

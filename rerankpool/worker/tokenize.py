@@ -99,11 +99,10 @@ class PairTokenizer:
             pairs = self._pairs_from_texts(queries, query_index, docs)
         else:
             encodings = self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)])
-            lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-            first = lengths - np.fromiter((sum(e.type_ids) for e in encodings), dtype=np.int64, count=len(encodings))
-            flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int64,
-                               count=int(lengths.sum()))
-            pairs = PairIds(TextIds(flat, np.cumsum(lengths) - lengths, lengths), first)
+            ids = back_to_back([e.ids for e in encodings])
+            first = ids.lengths - np.fromiter((sum(e.type_ids) for e in encodings), dtype=np.int64,
+                                              count=len(encodings))
+            pairs = PairIds(ids, first)
         return _chunks(pairs, policy, self.pad_id)
 
     def _pairs_from_texts(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str]) -> PairIds:
@@ -152,10 +151,9 @@ class PromptTokenizer:
         policy: ChunkPolicy = ChunkPolicy(),
     ) -> EncodedBatch:
         """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks."""
-        ids = self.reranker.pair_ids(self._tok, [(queries[q], d) for q, d in zip(query_index, docs)], self.max_length)
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-        return _chunks(PairIds(TextIds(flat, np.cumsum(lengths) - lengths, lengths), lengths), policy, self.pad_id)
+        ids = back_to_back(
+            self.reranker.pair_ids(self._tok, [(queries[q], d) for q, d in zip(query_index, docs)], self.max_length))
+        return _chunks(PairIds(ids, ids.lengths), policy, self.pad_id)
 
 
 def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = True, threads: int | None = None,
@@ -175,6 +173,13 @@ class PairIds:
 
     ids: TextIds
     first: np.ndarray
+
+
+def back_to_back(ids: Sequence[Sequence[int]]) -> TextIds:
+    """Several id lists as one flat array, with where each starts and how long it is."""
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    return TextIds(flat, np.cumsum(lengths) - lengths, lengths)
 
 
 def longest_first(n_first: np.ndarray, n_second: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:

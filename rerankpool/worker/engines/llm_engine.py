@@ -32,16 +32,12 @@ class LlmEngine(Engine):
 
     def __init__(self, config: EngineConfig) -> None:
         import torch
-        import transformers
         from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM
 
         from rerankpool.models.llm import llm_reranker
-        from rerankpool.worker.engines.torch_engine import resolve_device
+        from rerankpool.worker.engines.torch_engine import load_pretrained
 
-        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-        if config.dtype not in dtypes:
-            raise EngineLoadError(f"LLM rerankers run float32, float16 or bfloat16, not {config.dtype!r}")
         if config.packed:
             raise EngineLoadError("--packed: LLM rerankers run padded chunks here; run without --packed")
         try:
@@ -50,16 +46,10 @@ class LlmEngine(Engine):
             raise EngineLoadError(str(exc)) from exc
         if reranker is None:
             raise EngineLoadError(f"{config.model_path} is not a causal LM; its config.json names no ...ForCausalLM")
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
         self.dtype = config.dtype
         self._torch = torch
-        transformers.utils.logging.disable_progress_bar()
-        dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-        model = AutoModelForCausalLM.from_pretrained(
-            str(config.model_path), attn_implementation="sdpa", **{dtype_kw: dtypes[config.dtype]}
-        ).eval().to(self.device)
+        model, self.device = load_pretrained(AutoModelForCausalLM, config, "an LLM reranker",
+                                             attn_implementation="sdpa")
         self.model = model
         self.body = getattr(model, model.base_model_prefix)  # the decoder, without the vocabulary projection
         yes, no = reranker.template.head_ids(Tokenizer.from_file(str(config.model_path / "tokenizer.json")))

@@ -29,6 +29,23 @@ from rerankpool.worker.engines.base import AsyncEngine, Chunk, EngineConfig, Eng
 logger = logging.getLogger(__name__)
 
 
+def load_pretrained(model_class: Any, config: EngineConfig, what: str, **kwargs: Any) -> tuple[Any, str]:
+    """A checkpoint as the torch engines load it: its dtype checked, the threads set, on its device, in
+    eval mode; returns (model, device). ``what`` names the engine in the errors."""
+    import torch
+    import transformers
+
+    if config.dtype not in ("float32", "float16", "bfloat16"):
+        raise EngineLoadError(f"{what} runs float32, float16 or bfloat16, not {config.dtype!r}")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    transformers.utils.logging.disable_progress_bar()
+    dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    model = model_class.from_pretrained(str(config.model_path), **kwargs, **{dtype_kw: getattr(torch, config.dtype)})
+    return model.eval().to(device), device
+
+
 def resolve_device(device: str) -> str:
     """Check that the asked-for device exists here; say what to do if it does not."""
     import torch
@@ -119,22 +136,12 @@ class TorchEngine(AsyncEngine):
 
     def __init__(self, config: EngineConfig) -> None:
         import torch
-        import transformers
 
-        dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-        if config.dtype not in dtypes:
-            raise EngineLoadError(f"the torch engine runs float32, float16 or bfloat16, not {config.dtype!r}")
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
-        self.dtype = config.dtype
         self._torch = torch
-        transformers.utils.logging.disable_progress_bar()
-        dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        self.dtype = config.dtype
         model_class = sequence_classifier_class(config.model_path)
-        model = model_class.from_pretrained(
-            str(config.model_path), attn_implementation=attention_for(model_class), **{dtype_kw: dtypes[config.dtype]}
-        )
+        model, self.device = load_pretrained(model_class, config, "the torch engine",
+                                             attn_implementation=attention_for(model_class))
         if model.config.num_labels != 1:
             raise EngineLoadError(
                 f"{config.model_path} has {model.config.num_labels} labels; rerankpool serves "
@@ -142,7 +149,7 @@ class TorchEngine(AsyncEngine):
             )
         self.feeds_token_types = feeds_token_types(model)
         self.pad_token_id = model.config.pad_token_id
-        self.model = model.eval().to(self.device)
+        self.model = model
         self.packed_model = self._packed_runner(config)
         self.packed = self.packed_model is not None
         self.graphs = None
