@@ -206,8 +206,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
                   description="Cross-encoder reranking from a pool of workers, in the request shapes of Text "
                               "Embeddings Inference (/rerank), Cohere (/v1/rerank, /v2/rerank) and Jina "
                               "(/v1/rerank), and the pool's own (/pool/*). Send a deadline in the "
-                              f"`{DEADLINE_HEADER}` header.")
+                              f"`{DEADLINE_HEADER}` header.", docs_url=None)
     app.state.gateway = gateway
+    _serve_docs(app)
     bearer = HTTPBearer(auto_error=False, description="an API key given to the gateway with --api-key")
 
     def authorized(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -371,6 +372,22 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     app.add_middleware(_Edge, gateway=gateway, max_body_bytes=config.max_body_bytes)
     return app
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the files of ``swagger-ui-bundle``, so it works with no internet."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="rerankpool",
+                                   swagger_js_url="/docs/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/static/swagger-ui.css",
+                                   swagger_favicon_url="/docs/static/favicon-32x32.png")
 
 
 def info_body(stats: dict[str, Any], config: GatewayConfig) -> dict[str, Any]:

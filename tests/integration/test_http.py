@@ -156,7 +156,9 @@ def test_health_info_docs_and_openapi(gateway, http):
     spec = httpx.get(gateway.url + "/openapi.json").json()
     assert {"/rerank", "/v1/rerank", "/v2/rerank", "/pool/rerank", "/pool/score", "/health", "/info"} <= set(
         spec["paths"])
-    assert httpx.get(gateway.url + "/docs").status_code == 200
+    docs = httpx.get(gateway.url + "/docs")
+    assert docs.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in docs.text  # served here: works offline
+    assert httpx.get(gateway.url + "/docs/static/swagger-ui-bundle.js").status_code == 200
 
 
 def test_metrics_count_the_pool_and_the_gateway(gateway, http):
