@@ -26,10 +26,14 @@ class Batch:
     pairs: list[Pair]
     sent_at: float = 0.0
     exclusive: bool = False  # a suspect batch: its worker gets nothing else while it runs
+    _queue_ms: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def queue_ms(self) -> np.ndarray:
-        """Each pair's wait in the broker, from its arrival to the batch's sending."""
-        return np.fromiter((1000.0 * (self.sent_at - p.enqueued_at) for p in self.pairs), np.float64, len(self.pairs))
+        """Each pair's wait in the broker, from its arrival to the batch's sending (computed once)."""
+        if self._queue_ms is None:
+            self._queue_ms = np.fromiter((1000.0 * (self.sent_at - p.enqueued_at) for p in self.pairs), np.float64,
+                                         len(self.pairs))
+        return self._queue_ms
 
 
 @dataclass
