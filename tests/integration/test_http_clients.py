@@ -207,6 +207,8 @@ def test_fuzz_every_route_from_the_openapi_document(pool):
 
     Its check that every schema-valid body is accepted is left out: the pool's limits (documents per
     request, characters per document) are the broker's settings, so a drawn body may rightly get 413.
+    The draws are derandomized, so CI sees the same cases each run (the randomized runs that found
+    this gateway's two 500s were run by hand, with more examples).
     """
     import schemathesis
     from hypothesis import HealthCheck, given, settings
@@ -218,7 +220,8 @@ def test_fuzz_every_route_from_the_openapi_document(pool):
         for result in schema.get_all_operations():
             operation = result.ok()
 
-            @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy())
             def run(case) -> None:
                 headers = {"x-request-timeout-ms": "20000", "Authorization": f"Bearer {KEY}"}
