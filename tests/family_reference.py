@@ -22,7 +22,7 @@ ODD_DOCS = (
     "a\n\nb\tc    d",  # whitespace the normalizers fold
     "   leading and trailing spaces   ",
     "3.7 million € (2024), don't stop—won't",
-    "[SEP] </s> <s> [CLS] special tokens inside the text",
+    "[SEP] </s> <s> <pad> [CLS] special tokens inside the text",  # XLM-R numbers <pad> as padding
 )
 
 

@@ -17,7 +17,7 @@ import torch
 from rerankpool.bench.ceilings import encode_pairs
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.worker.engines.base import EngineConfig
-from rerankpool.worker.engines.packed_bert import GraphedPackedBert
+from rerankpool.worker.engines.packed_encoder import GraphedPackedEncoder
 from rerankpool.worker.engines.torch_engine import TorchEngine
 from rerankpool.worker.policy import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer
@@ -27,7 +27,7 @@ path = Path(sys.argv[1])
 sizes = [int(x) for x in sys.argv[2:]] or [16]
 engine = TorchEngine(EngineConfig(path, "torch", "cuda", "float16"))
 start = time.perf_counter()
-second = GraphedPackedBert(engine.packed_model, 512)
+second = GraphedPackedEncoder(engine.packed_model, 512)
 print(f"second graph set captured in {time.perf_counter() - start:.1f} s; "
       f"reserved {torch.cuda.memory_reserved() / 2**20:.0f} MiB")
 tok = PairTokenizer(path / "tokenizer.json")

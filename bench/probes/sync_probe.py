@@ -19,7 +19,7 @@ import torch
 from rerankpool.bench.ceilings import encode_pairs
 from rerankpool.bench.datasets import load_squad, pair_stream
 from rerankpool.worker.engines.base import EngineConfig
-from rerankpool.worker.engines.packed_bert import graph_layout
+from rerankpool.worker.engines.packed_encoder import graph_layout
 from rerankpool.worker.engines.torch_engine import TorchEngine
 from rerankpool.worker.policy import PACKED_POLICY
 from rerankpool.worker.tokenize import PairTokenizer

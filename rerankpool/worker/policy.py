@@ -1,7 +1,7 @@
 """How a batch is cut into forward passes: the chunk policy, the policy per runtime, and the planners.
 
 The tokenizer (``rerankpool.worker.tokenize``) sorts a batch by length and cuts it as the
-policy says; engines that group packed pairs for attention (``packed_bert``) use the same
+policy says; engines that group packed pairs for attention (``packed_encoder``) use the same
 planner. This module imports nothing of the worker's, so both can use it.
 """
 

@@ -6,7 +6,7 @@ transformers' ``tokenizer(q, d, truncation=True)``. The batch is sorted by real 
 length and cut into chunks so that padding stays small: a batch that mixes short and
 long pairs runs as a few forward passes instead of one padded to the longest pair (how
 it is cut, per runtime: ``rerankpool.worker.policy``). Engines that run packed tokens
-(``packed_bert``) get the pairs back to back instead, with no padding to plan.
+(``packed_encoder``) get the pairs back to back instead, with no padding to plan.
 
 LLM rerankers (``rerankpool.models.llm``) are tokenized in prompt mode (``PromptTokenizer``):
 each pair is written into its family's prompt template and truncated as the model card's

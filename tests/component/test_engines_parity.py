@@ -114,7 +114,7 @@ def test_torch_packed_matches_padded(checkpoint, chunks, torch_scores):
         assert np.abs(got - ref).max() < FP32_ATOL
 
 
-def test_torch_packed_refuses_a_non_bert_model(tmp_path):
+def test_torch_packed_refuses_a_family_it_does_not_pack(tmp_path):
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
     config = RobertaConfig(
@@ -122,7 +122,7 @@ def test_torch_packed_refuses_a_non_bert_model(tmp_path):
         max_position_embeddings=130, num_labels=1,
     )
     RobertaForSequenceClassification(config).save_pretrained(tmp_path)
-    with pytest.raises(EngineLoadError, match="model_type 'roberta' is not bert"):
+    with pytest.raises(EngineLoadError, match="model_type 'roberta' is not one of bert, xlm-roberta, electra"):
         load_engine(EngineConfig(tmp_path, engine="torch", packed=True))
     assert not load_engine(EngineConfig(tmp_path, engine="torch")).packed  # CPU default: padded
 
@@ -141,7 +141,7 @@ def test_torch_packed_varlen_on_cuda_matches_padded(checkpoint, chunks, dtype):
 
 
 def test_graph_layout_puts_real_tokens_first_and_empty_rows_after():
-    from rerankpool.worker.engines.packed_bert import graph_layout
+    from rerankpool.worker.engines.packed_encoder import graph_layout
 
     ids, types, lengths = np.arange(1, 8), np.array([0, 0, 1, 0, 0, 1, 1]), np.array([3, 4])
     host, cu = graph_layout(ids, types, lengths, capacity=10, rows=4)
@@ -156,7 +156,7 @@ def test_graph_layout_puts_real_tokens_first_and_empty_rows_after():
 
 
 def test_every_graph_shape_captures_a_layout_that_fits():
-    from rerankpool.worker.engines.packed_bert import GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout, graph_shapes
+    from rerankpool.worker.engines.packed_encoder import GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout, graph_shapes
 
     shapes = graph_shapes()
     assert {c for c, _ in shapes} == set(GRAPH_TOKEN_BUCKETS)
@@ -170,7 +170,7 @@ def test_every_graph_shape_captures_a_layout_that_fits():
 
 
 def test_graph_layout_into_given_buffers_overwrites_every_element():
-    from rerankpool.worker.engines.packed_bert import graph_layout
+    from rerankpool.worker.engines.packed_encoder import graph_layout
 
     ids, types, lengths = np.arange(1, 8), np.array([0, 0, 1, 0, 0, 1, 1]), np.array([3, 4])
     fresh = graph_layout(ids, types, lengths, capacity=10, rows=4)
@@ -180,7 +180,7 @@ def test_graph_layout_into_given_buffers_overwrites_every_element():
 
 
 def test_a_batch_takes_the_smallest_capacity_then_the_fewer_rows():
-    from rerankpool.worker.engines.packed_bert import graph_shapes, pick_shape
+    from rerankpool.worker.engines.packed_encoder import graph_shapes, pick_shape
 
     shapes = graph_shapes((1024, 2048))  # rows: 16 or 128, 32 or 256
     assert shapes == [(1024, 16), (1024, 128), (2048, 32), (2048, 256)]

@@ -39,6 +39,13 @@ POLICIES = {
     "one chunk": ChunkPolicy(overhead_tokens=10**9),
     "padded to 32": ChunkPolicy(pad_multiple=32),
 }
+# ... and as packed engines take them: one pass, or passes of at most 1,024 tokens.
+PACKED_POLICIES = {
+    "one packed pass": ChunkPolicy(packed=True),
+    "packed passes of 1024 tokens": ChunkPolicy(packed=True, max_tokens=1024),
+}
+PACKED_FAMILIES = ("bert", "xlm-roberta", "electra")  # the families ``packed_encoder`` runs
+HALF_ATOL = {"float16": 2e-2, "bfloat16": 1e-1}
 
 
 # --- the table, from config.json -----------------------------------------------------
@@ -183,13 +190,41 @@ def test_onnx_engine_equals_crossencoder_on_every_chunking(tiny):
     assert max_diff(engine, model, pairs, want) <= ATOL
 
 
+def test_torch_packed_equals_crossencoder_or_is_refused(tiny):
+    """XLM-R and ELECTRA run packed (grouped attention on CPU) with CrossEncoder's scores; the rest say why not."""
+    model, pairs, want = tiny
+    family = TINY_FAMILIES[model.name].family
+    if family not in PACKED_FAMILIES:
+        with pytest.raises(EngineLoadError, match=f"--packed: model_type '{family}' is not one of bert, xlm-roberta"):
+            load_engine(EngineConfig(model.path, engine="torch", packed=True))
+        return
+    engine = load_engine(EngineConfig(model.path, engine="torch", packed=True))
+    assert engine.packed and engine.packed_model.attention == "grouped"
+    assert max_diff(engine, model, pairs, want) <= ATOL
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="varlen attention needs a CUDA GPU")
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "eager"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torch_packed_varlen_on_cuda_stays_near_crossencoder(tiny, dtype, graphs):
+    """On CUDA the packed families run FlashAttention varlen by default, from CUDA graphs or eager, in half
+    precision: within HALF_ATOL of CrossEncoder's fp32 logits."""
+    model, pairs, want = tiny
+    if TINY_FAMILIES[model.name].family not in PACKED_FAMILIES:
+        pytest.skip("runs padded")
+    engine = load_engine(EngineConfig(model.path, engine="torch", device="cuda", dtype=dtype, cuda_graphs=graphs))
+    assert engine.packed and engine.packed_model.attention == "varlen" and (engine.graphs is not None) == graphs
+    assert max_diff(engine, model, pairs, want) <= HALF_ATOL[dtype]
+
+
 def max_diff(engine, model, pairs, want) -> float:
-    """Worst |engine - CrossEncoder| over the pairs, tokenized by the workers' tokenizer and cut every way."""
+    """Worst |engine - CrossEncoder| over the pairs, tokenized by the workers' tokenizer and cut every way the
+    engine takes them (padded or packed)."""
     tokenizer = PairTokenizer(model.path / "tokenizer.json", MAX_LENGTH)
     queries = sorted({q for q, _ in pairs})
     index = [queries.index(q) for q, _ in pairs]
     worst = 0.0
-    for policy in POLICIES.values():
+    for policy in (PACKED_POLICIES if engine.packed else POLICIES).values():
         got = run_batch(engine, tokenizer.encode(queries, index, [d for _, d in pairs], policy))
         worst = max(worst, float(np.abs(got - want).max()))
     logging.getLogger(__name__).info("%s on %s: max |engine - CrossEncoder| %.2e", engine.name, model.name, worst)

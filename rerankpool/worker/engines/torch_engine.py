@@ -1,6 +1,6 @@
 """PyTorch / transformers engine: AutoModelForSequenceClassification under inference_mode.
 
-On CUDA, BERT models run on packed tokens (``packed_bert``): no padding in the dense
+On CUDA, BERT, XLM-RoBERTa and ELECTRA models run on packed tokens (``packed_encoder``): no padding in the dense
 layers and FlashAttention's variable-length kernel, so a batch of mixed lengths is one
 forward pass (up to 65,536 tokens) with no padding waste; ``--packed`` runs the same on
 other devices, with attention in padded groups. Otherwise (and for other architectures)
@@ -130,7 +130,7 @@ class InFlight:
 
 
 class TorchEngine(AsyncEngine):
-    """Launches a pass without waiting for it (``AsyncEngine``); ``packed`` when it runs ``packed_bert``."""
+    """Launches a pass without waiting for it (``AsyncEngine``); ``packed`` when it runs ``packed_encoder``."""
 
     name = "torch"
 
@@ -154,10 +154,10 @@ class TorchEngine(AsyncEngine):
         self.packed = self.packed_model is not None
         self.graphs = None
         if self.packed and config.cuda_graphs and self.packed_model.attention == "varlen":
-            from rerankpool.worker.engines.packed_bert import GraphedPackedBert
+            from rerankpool.worker.engines.packed_encoder import GraphedPackedEncoder
 
             try:
-                self.graphs = GraphedPackedBert(self.packed_model, config.max_length)
+                self.graphs = GraphedPackedEncoder(self.packed_model, config.max_length)
             except (RuntimeError, ValueError) as exc:  # a driver or torch that cannot capture: run eager
                 logger.warning("CUDA graph capture failed (%s); small batches run eager", exc)
         if config.compile and not self.packed:  # packed: --compile fuses its add + LayerNorm steps instead
@@ -171,7 +171,7 @@ class TorchEngine(AsyncEngine):
 
     def _packed_runner(self, config: EngineConfig):
         """The packed forward pass, if asked for (or, by default, on CUDA) and the model allows it."""
-        from rerankpool.worker.engines.packed_bert import PackedBert, supports
+        from rerankpool.worker.engines.packed_encoder import PackedEncoder, supports
 
         wanted = config.packed if config.packed is not None else self.device.startswith("cuda")
         if not wanted:
@@ -182,7 +182,7 @@ class TorchEngine(AsyncEngine):
                 raise EngineLoadError(f"--packed: {reason}; run without --packed")
             logger.info("packed forward pass not used: %s", reason)
             return None
-        return PackedBert(self.model, fused=config.compile)
+        return PackedEncoder(self.model, fused=config.compile)
 
     def launch(self, chunk: Chunk | PackedChunk) -> InFlight:
         """Start a chunk's forward pass and the copy of its scores to the host; ``collect`` waits for both.

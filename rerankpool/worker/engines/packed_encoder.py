@@ -1,4 +1,4 @@
-"""BERT cross-encoder forward pass over packed tokens: no padding in the dense layers.
+"""Encoder cross-encoders (BERT, XLM-RoBERTa, ELECTRA) over packed tokens: no padding in the dense layers.
 
 A batch of pairs is one flat run of tokens ``[T]`` (the pairs back to back, sorted by
 length) instead of a ``[rows, longest]`` rectangle. Embeddings, the Q/K/V and output
@@ -13,10 +13,13 @@ Only attention needs to know where each pair starts:
   sorted) are scattered into small padded groups for ``scaled_dot_product_attention``
   with a key mask, and gathered back.
 
-The weights are the transformers model's own modules (``BertForSequenceClassification``
-loaded as usual), so loading, dtype and device handling stay in one place; only Q, K and
-V are fused into one matmul. Scores equal the padded transformers forward pass within
-float rounding (tested on CPU in fp32 to 1e-4).
+The three families share BERT's encoder layer and differ only around it (``EncoderArch``):
+XLM-R numbers positions from ``pad_token_id + 1`` and has a dense-tanh head on ``<s>``;
+ELECTRA projects small embeddings up to the hidden size and has a dense-GELU head; BERT
+has its pooler. The weights are the transformers model's own modules (loaded as usual),
+so loading, dtype and device handling stay in one place; only Q, K and V are fused into
+one matmul. Scores equal ``CrossEncoder.predict`` within float rounding (tested on CPU in
+fp32 to 1e-4, and in fp16/bf16 on CUDA).
 """
 
 from __future__ import annotations
@@ -35,31 +38,67 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 GROUP_POLICY = ChunkPolicy(overhead_tokens=256)  # attention padding allowed before a new group
+PACKED_MODEL_TYPES = ("bert", "xlm-roberta", "electra")
+
+
+@dataclass(frozen=True)
+class EncoderArch:
+    """What differs between the packed families: where the encoder sits, positions, and the score head."""
+
+    encoder: torch.nn.Module  # the ``...Model``: embeddings and encoder layers
+    head: Callable[[torch.Tensor], torch.Tensor]  # first token's hidden state [n, hidden] -> logits [n, labels]
+    position_pad: int | None  # XLM-R: positions are pad + 1, pad + 2, ... (pad tokens get pad); else 0, 1, ...
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "EncoderArch":
+        model_type = model.config.model_type
+        encoder = getattr(model, model.base_model_prefix)
+        classifier = model.classifier
+        if model_type == "bert":  # pooler (dense + tanh), then the classifier
+            return cls(encoder, lambda h: classifier(torch.tanh(encoder.pooler.dense(h))), None)
+        if model_type == "xlm-roberta":
+            return cls(encoder, lambda h: classifier.out_proj(torch.tanh(classifier.dense(h))),
+                       int(model.config.pad_token_id))
+        return cls(encoder, lambda h: classifier.out_proj(classifier.activation(classifier.dense(h))), None)
 
 
 def supports(model: torch.nn.Module) -> str | None:
     """Why this model cannot run packed, or None if it can."""
     config = model.config
-    if getattr(config, "model_type", None) != "bert":
-        return f"model_type {getattr(config, 'model_type', None)!r} is not bert"
+    model_type = getattr(config, "model_type", None)
+    if model_type not in PACKED_MODEL_TYPES:
+        return f"model_type {model_type!r} is not one of {', '.join(PACKED_MODEL_TYPES)}"
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         return "only absolute position embeddings are supported"
     if config.hidden_act not in SUPPORTED_ACTIVATIONS:
         return f"hidden_act {config.hidden_act!r} is not supported"
-    if getattr(model, "bert", None) is None or getattr(model.bert, "pooler", None) is None:
+    if model_type == "bert" and getattr(getattr(model, "bert", None), "pooler", None) is None:
         return "the model has no bert.pooler"
+    if model_type != "bert" and not hasattr(getattr(model, "classifier", None), "out_proj"):
+        return f"the {model_type} model has no classification head with out_proj"
     return None
 
 
 def fill_packed_rows(rows: np.ndarray, input_ids: np.ndarray, token_type_ids: np.ndarray,
-                     lengths: np.ndarray) -> np.ndarray:
-    """Write packed pairs' ids, token types and positions into ``rows[:, :total]``; returns their starts (n + 1)."""
+                     lengths: np.ndarray, position_pad: int | None = None) -> np.ndarray:
+    """Write packed pairs' ids, token types and positions into ``rows[:, :total]``; returns their starts (n + 1).
+
+    Positions restart at each pair: 0, 1, ... or, with ``position_pad`` (XLM-R), as
+    transformers numbers them from the ids: ``pad + 1 + k`` for the k-th non-pad token, and
+    ``pad`` for a pad token.
+    """
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
     total = int(starts[-1])
     rows[0, :total] = input_ids
     rows[1, :total] = token_type_ids
-    np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=rows[2, :total])
+    if position_pad is None:
+        np.subtract(np.arange(total, dtype=np.int64), np.repeat(starts[:-1], lengths), out=rows[2, :total])
+        return starts
+    real = np.asarray(input_ids) != position_pad
+    count = np.cumsum(real)
+    before = np.repeat(np.concatenate([[0], count])[starts[:-1]], lengths)
+    rows[2, :total] = (count - before) * real + position_pad
     return starts
 
 
@@ -80,7 +119,8 @@ class PackedInputs:
 
     @classmethod
     def build(
-        cls, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, device: str
+        cls, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, device: str,
+        position_pad: int | None = None,
     ) -> "PackedInputs":
         lengths = np.asarray(lengths, dtype=np.int64)
         total = int(lengths.sum())
@@ -90,7 +130,7 @@ class PackedInputs:
         # CUDA the rows are written straight into pinned memory and copied asynchronously.
         pinned = str(device).startswith("cuda")
         host = torch.empty((3, total), dtype=torch.int64, pin_memory=pinned)
-        starts = fill_packed_rows(host.numpy(), input_ids, token_type_ids, lengths)
+        starts = fill_packed_rows(host.numpy(), input_ids, token_type_ids, lengths, position_pad)
         cu_seqlens = torch.from_numpy(starts.astype(np.int32))
         if pinned:
             cu_seqlens = cu_seqlens.pin_memory()
@@ -193,8 +233,8 @@ def fused_add_norm(device: torch.device, dtype: torch.dtype, hidden: int) -> Cal
     return compiled
 
 
-class PackedBert:
-    """Runs a transformers ``BertForSequenceClassification`` on packed tokens.
+class PackedEncoder:
+    """Runs a transformers BERT, XLM-RoBERTa or ELECTRA ``...ForSequenceClassification`` on packed tokens.
 
     ``fused``: each residual add and its LayerNorm run as one compiled kernel (``fused_add_norm``).
     """
@@ -205,6 +245,7 @@ class PackedBert:
             raise ValueError(f"cannot run this model packed: {reason}")
         config = model.config
         self.model = model
+        self.arch = EncoderArch.of(model)
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // self.heads
         self.act = SUPPORTED_ACTIVATIONS[config.hidden_act]
@@ -219,7 +260,7 @@ class PackedBert:
             attention = "grouped"
         self.attention = attention
         self.layers = []
-        for layer in model.bert.encoder.layer:
+        for layer in self.arch.encoder.encoder.layer:
             att = layer.attention
             qkv_w = torch.cat([att.self.query.weight, att.self.key.weight, att.self.value.weight]).detach()
             qkv_b = torch.cat([att.self.query.bias, att.self.key.bias, att.self.value.bias]).detach()
@@ -229,7 +270,7 @@ class PackedBert:
 
     def inputs(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray) -> PackedInputs:
         """A packed batch on this model's device."""
-        return PackedInputs.build(input_ids, token_type_ids, lengths, self.device)
+        return PackedInputs.build(input_ids, token_type_ids, lengths, self.device, self.arch.position_pad)
 
     def _varlen_works(self, device: torch.device, dtype: torch.dtype) -> bool:
         """Check the FlashAttention kernel against grouped attention once; this torch may lack it."""
@@ -251,14 +292,17 @@ class PackedBert:
     @torch.inference_mode()
     def __call__(self, inputs: PackedInputs) -> torch.Tensor:
         """Raw logits [n] for the packed pairs, in their packed order."""
-        bert = self.model.bert
-        emb = bert.embeddings
+        encoder = self.arch.encoder
+        emb = encoder.embeddings
         x = (
             emb.word_embeddings(inputs.input_ids)
             + emb.position_embeddings(inputs.position_ids)
             + emb.token_type_embeddings(inputs.token_type_ids)
         )
         x = emb.LayerNorm(x)
+        project = getattr(encoder, "embeddings_project", None)  # ELECTRA: embedding_size -> hidden_size
+        if project is not None:
+            x = project(x)
         attend = (VarlenAttention if self.attention == "varlen" else GroupedAttention)(inputs, self.heads)
         total = x.shape[0]
         add_norm = self._add_norm
@@ -269,9 +313,7 @@ class PackedBert:
             x = add_norm(att_out.dense(context), x, norm.weight, norm.bias, norm.eps)
             norm = out.LayerNorm
             x = add_norm(out.dense(self.act(inter(x))), x, norm.weight, norm.bias, norm.eps)
-        cls = x[inputs.cu_seqlens[:-1].long()]
-        pooled = torch.tanh(bert.pooler.dense(cls))
-        return self.model.classifier(pooled)[:, 0]
+        return self.arch.head(x[inputs.cu_seqlens[:-1].long()])[:, 0]
 
 
 # Token capacities of the CUDA graphs for small batches.
@@ -283,7 +325,7 @@ GRAPH_TOKENS_PER_ROW = (64, 8)
 
 def graph_layout(
     input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray, capacity: int, rows: int,
-    out: tuple[np.ndarray, np.ndarray] | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None, position_pad: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Host arrays for a graph of ``capacity`` tokens and ``rows`` pairs: [3, capacity] ids and cu_seqlens.
 
@@ -297,7 +339,7 @@ def graph_layout(
         raise ValueError(f"{len(lengths)} pairs / {total} tokens do not fit a graph of {rows} / {capacity}")
     host, cu = out if out is not None else (np.empty((3, capacity), np.int64), np.empty(rows + 1, np.int32))
     host[:, total:] = 0
-    starts = fill_packed_rows(host, input_ids, token_type_ids, lengths)
+    starts = fill_packed_rows(host, input_ids, token_type_ids, lengths, position_pad)
     cu[:] = total
     cu[: len(starts)] = starts
     return host, cu
@@ -330,7 +372,7 @@ def capture_lengths(capacity: int, rows: int) -> np.ndarray:
     return np.full(rows, (capacity - 1) // rows, dtype=np.int64)
 
 
-class GraphedPackedBert:
+class GraphedPackedEncoder:
     """The packed forward pass replayed from CUDA graphs, for batches of up to 8,192 tokens.
 
     Eager PyTorch spends ~2.8 ms of CPU launching the ~100 kernels of a MiniLM-L6 pass
@@ -348,10 +390,11 @@ class GraphedPackedBert:
     capacity the graph with fewer rows where its pairs fit.
     """
 
-    def __init__(self, packed: PackedBert, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
+    def __init__(self, packed: PackedEncoder, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
         if packed.attention != "varlen":
             raise ValueError("CUDA graphs need the varlen attention path")
         device = packed.device
+        self._position_pad = packed.arch.position_pad
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         pool = None
         for capacity, rows in reversed(graph_shapes(buckets)):  # largest first, so smaller ones reuse its memory
@@ -390,7 +433,8 @@ class GraphedPackedBert:
         # graph's inputs are not overwritten before an earlier replay has read them.
         staged = (torch.empty((3, capacity), dtype=torch.int64, pin_memory=True),
                   torch.empty(len(cu), dtype=torch.int32, pin_memory=True))
-        graph_layout(input_ids, token_type_ids, lengths, capacity, rows, out=(staged[0].numpy(), staged[1].numpy()))
+        graph_layout(input_ids, token_type_ids, lengths, capacity, rows, out=(staged[0].numpy(), staged[1].numpy()),
+                     position_pad=self._position_pad)
         host_ids.copy_(staged[0], non_blocking=True)
         cu.copy_(staged[1], non_blocking=True)
         graph.replay()
