@@ -11,8 +11,9 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $R/host.txt; nproc | tee -a $R/host.txt
 python3 -c "import torch, transformers, sentence_transformers as st; print(torch.__version__, transformers.__version__, st.__version__)" | tee -a $R/host.txt
 if [ "${TESTS:-0}" = 1 ]; then  # the tiny test model needs .carry/site's vocabulary
-  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/component/test_engines_parity.py tests/component/test_device_process.py \
-    -k "cuda or packed or graph or device" 2>&1 | tail -3 | tee $R/gpu-tests.txt
+  timeout 300 python3 -m pytest -q -p no:cacheprovider -rs tests/component/test_engines_parity.py \
+    tests/component/test_device_process.py tests/component/test_families.py tests/component/test_llm_reranker.py \
+    -k "cuda or packed or graph or device" 2>&1 | tail -15 | tee $R/gpu-tests.txt
 fi
 # "MODEL_DIR PORT" of the first scenario that drives Infinity, or nothing.
 infinity=$(python3 - "$@" <<'PY'
