@@ -266,7 +266,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         engines=args.engine, workers=list(args.workers), batches=list(args.batch),
         concurrency=list(args.concurrency), pairs=args.pairs, dataset=args.dataset, queries=args.queries,
         candidates=args.candidates, repeat=args.repeat, device=args.device, connect=args.connect,
-        baseline=args.baseline, baseline_batch_size=args.baseline_batch_size, ceilings=args.ceilings,
+        baseline=args.baseline, baseline_batch_size=args.baseline_batch_size, baseline_dtype=args.baseline_dtype,
+        ceilings=args.ceilings,
         sample_interval_s=args.sample_interval_s, broker_args=args.broker_args, worker_args=args.worker_args,
         load_processes=args.load_processes, synthetic_words=args.synthetic_words,
         http=args.http, http_processes=args.http_processes, external=args.external,
@@ -309,8 +310,10 @@ def bench_parser(sub, defaults: dict | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1, help="squad-rerank: rounds of the workload per config")
     p.add_argument("--connect", default=None, help="use a running broker instead of starting a pool")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=False,
-                   help="also time CrossEncoder.predict on the same pairs")
+                   help="also time CrossEncoder.predict (an LLM reranker: its model card's code) on the same pairs")
     p.add_argument("--baseline-batch-size", type=int, default=32)
+    p.add_argument("--baseline-dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                   help="the baseline's dtype (float32: what CrossEncoder loads by default)")
     p.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=False,
                    help="also measure the tokenizer, forward-pass and compute ceilings on the same pairs")
     p.add_argument("--render", default=None, metavar="NAME.json",

@@ -50,3 +50,14 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_direct(tiny_model):
     return DirectScorer(tiny_model.path)
+
+
+@pytest.fixture(scope="session")
+def squad_items():
+    """50 SQuAD dev queries with 20 candidates each (``../shared/data``); skips where the file is absent."""
+    datasets = pytest.importorskip("rerankpool.bench.datasets")
+    try:
+        data = datasets.load_squad()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    return datasets.rerank_workload(data, n_queries=50, n_candidates=20, seed=0)

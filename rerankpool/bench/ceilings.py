@@ -28,7 +28,7 @@ import numpy as np
 from rerankpool.bench.children import collect
 from rerankpool.bench.results import BaselineResult
 from rerankpool.worker.policy import ChunkPolicy
-from rerankpool.worker.tokenize import PairTokenizer, unpad
+from rerankpool.worker.tokenize import PairTokenizer, PromptTokenizer, load_pair_tokenizer, unpad
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def worker_batches(pairs: Sequence[tuple[str, str]], size: int):
         yield queries, np.array([index[q] for q, _ in group], np.int32), [d for _, d in group]
 
 
-def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: str, max_length: int, fast: bool,
+def _tokenize_share(model_path: Path, batches: list, threads: int, device: str, max_length: int, fast: bool,
                     start, results) -> None:
     """One process of ``pool_tokenizer_ceiling``: thread pools sized as a worker's before the libraries load."""
     import os
@@ -72,7 +72,7 @@ def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: s
 
     # The chunks a worker cuts on this device: packed on CUDA (BERT models), padded elsewhere.
     policy = WorkerConfig(device=device).policy(packed=device.startswith("cuda"))
-    tok = PairTokenizer(tokenizer_json, max_length, fast=fast, threads=threads)
+    tok = load_pair_tokenizer(model_path, max_length, fast=fast, threads=threads)
     tok.encode(*batches[0], policy)  # warm-up: thread pools, character checks
     start.wait()
     begin = time.perf_counter()
@@ -82,7 +82,7 @@ def _tokenize_share(tokenizer_json: Path, batches: list, threads: int, device: s
 
 
 def pool_tokenizer_ceiling(
-    tokenizer_json: Path, pairs: Sequence[tuple[str, str]], processes: int, threads: int, device: str = "cuda",
+    model_path: Path, pairs: Sequence[tuple[str, str]], processes: int, threads: int, device: str = "cuda",
     max_length: int = 512, batch: int = 256, fast: bool = True,
 ) -> BaselineResult:
     """Pairs/s of the workers' own tokenizer in ``processes`` processes at once, as the pool runs it.
@@ -96,7 +96,7 @@ def pool_tokenizer_ceiling(
     ctx = mp.get_context("spawn")
     batches = list(worker_batches(pairs, batch))
     start, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_tokenize_share, args=(tokenizer_json, batches[i::processes], threads, device,
+    procs = [ctx.Process(target=_tokenize_share, args=(model_path, batches[i::processes], threads, device,
                                                         max_length, fast, start, results), name=f"tokenizer-{i}")
              for i in range(processes)]
     for proc in procs:
@@ -105,15 +105,26 @@ def pool_tokenizer_ceiling(
     backend = timings[0][0]
     return BaselineResult(
         f"tokenizer ceiling (pool: {backend})", len(pairs), max(t for _, t in timings), batch,
-        f"the workers' PairTokenizer in {processes} processes x {threads} threads, batches of {batch}",
+        f"the workers' own tokenizer in {processes} processes x {threads} threads, batches of {batch}",
     )
 
 
-def bert_flops(config: dict, tokens: int) -> float:
-    """FLOPs of one BERT forward pass over one pair of ``tokens`` tokens (matmuls and attention)."""
+def pair_flops(config: dict, tokens: int) -> float:
+    """FLOPs of one forward pass over one pair of ``tokens`` tokens (matmuls and attention).
+
+    An encoder (BERT, XLM-R, ...): Q/K/V/O and a two-matrix feed-forward a layer, full attention.
+    A decoder (an LLM reranker: its config has ``num_key_value_heads``): grouped K/V, a gated
+    three-matrix feed-forward, causal attention (half the scores), and two rows of the output
+    projection at the last token.
+    """
     h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    per_layer = 2 * tokens * (4 * h * h + 2 * h * i) + 4 * tokens * tokens * h
-    return layers * per_layer + 2 * h * h + 2 * h
+    if "num_key_value_heads" not in config:
+        per_layer = 2 * tokens * (4 * h * h + 2 * h * i) + 4 * tokens * tokens * h
+        return layers * per_layer + 2 * h * h + 2 * h
+    width = config["num_attention_heads"] * config.get("head_dim", h // config["num_attention_heads"])
+    kv = config["num_key_value_heads"] * config.get("head_dim", h // config["num_attention_heads"])
+    per_layer = 2 * tokens * (2 * h * width + 2 * h * kv + 3 * h * i) + 2 * tokens * tokens * width
+    return layers * per_layer + 2 * h * 2
 
 
 def _median_seconds(device: str, run: Callable[[], object], repeats: int) -> float:
@@ -134,7 +145,7 @@ def _median_seconds(device: str, run: Callable[[], object], repeats: int) -> flo
     return float(np.median([once() for _ in range(repeats)]))
 
 
-def encode_pairs(tok: PairTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
+def encode_pairs(tok: PairTokenizer | PromptTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
     """The pairs through the worker's own tokenizer, one query entry per pair."""
     return tok.encode([q for q, _ in pairs], list(range(len(pairs))), [d for _, d in pairs], policy)
 
@@ -157,9 +168,9 @@ def compute_ceiling(model_path: Path, pairs: Sequence[tuple[str, str]], device: 
     import json
 
     config = json.loads((model_path / "config.json").read_text())
-    tok = PairTokenizer(model_path / "tokenizer.json", max_length)
+    tok = load_pair_tokenizer(model_path, max_length)
     (chunk,) = encode_pairs(tok, pairs, ChunkPolicy(packed=True)).chunks
-    flops = sum(bert_flops(config, int(n)) for n in chunk.lengths)
+    flops = sum(pair_flops(config, int(n)) for n in chunk.lengths)
     rate = matmul_flops_per_s(config["hidden_size"], config["intermediate_size"], device, dtype)
     return BaselineResult(
         f"compute ceiling ({dtype}, {device})", len(pairs), flops / rate, 0,
@@ -177,31 +188,41 @@ def forward_ceilings(
     max_length: int = 512,
     repeats: int = 3,
 ) -> list[BaselineResult]:
-    """Pairs/s of the model alone: length-sorted batches, inputs already on the device, shapes warmed."""
+    """Pairs/s of the model alone: length-sorted batches, inputs already on the device, shapes warmed.
+
+    A cross-encoder twice: transformers' padded forward pass, and the packed one where the
+    engine packs (CUDA). An LLM reranker once: the pool's last-token engine on padded batches.
+    """
     import torch
 
+    from rerankpool.worker.engines import load_engine
     from rerankpool.worker.engines.base import EngineConfig
     from rerankpool.worker.engines.torch_engine import TorchEngine
 
-    engine = TorchEngine(EngineConfig(model_path, "torch", device, dtype, max_length))
-    tok = PairTokenizer(model_path / "tokenizer.json", max_length)
+    engine = load_engine(EngineConfig(model_path, "torch", device, dtype, max_length))
+    tok = load_pair_tokenizer(model_path, max_length)
     (everything,) = encode_pairs(tok, pairs, ChunkPolicy(packed=True)).chunks  # its rows are sorted by length
     whole = ChunkPolicy(overhead_tokens=2**62)  # one padded chunk per batch
     chunks = [
         encode_pairs(tok, [pairs[i] for i in everything.rows[start : start + batch_size]], whole).chunks[0]
         for start in range(0, len(pairs), batch_size)
     ]
-    padded = [
-        {name: torch.from_numpy(getattr(c, name)).to(engine.device)
-         for name in ("input_ids", "attention_mask", "token_type_ids")}
-        for c in chunks
-    ]
+    note = f"model only: length-sorted batches of {batch_size} already on the device, median of {repeats} passes"
+    if not isinstance(engine, TorchEngine):  # an LLM reranker: its engine is the reference's forward, minus the vocabulary
+        def run_last_token() -> None:
+            for chunk in chunks:
+                engine.forward(chunk)
+
+        return [BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs),
+                               _median_seconds(engine.device, run_last_token, repeats), batch_size,
+                               f"{note}; padded, the decoder and the last token's yes/no logits only")]
+    names = ("input_ids", "attention_mask", "token_type_ids") if engine.feeds_token_types else ("input_ids", "attention_mask")
+    padded = [{name: torch.from_numpy(getattr(c, name)).to(engine.device) for name in names} for c in chunks]
 
     def run_padded() -> None:
         for inputs in padded:
             engine.model(**inputs)
 
-    note = f"model only: length-sorted batches of {batch_size} already on the device, median of {repeats} passes"
     results = [BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs),
                               _median_seconds(engine.device, run_padded, repeats), batch_size,
                               f"{note}; padded, transformers")]

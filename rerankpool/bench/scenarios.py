@@ -122,7 +122,7 @@ KEYS: dict[str, Callable[[Any], Any]] = {
     "dataset": _dataset, "pairs": _int, "queries": _int, "candidates": _int, "repeat": _int,
     "synthetic_words": _range,
     "batch": _ints, "concurrency": _ints, "workers": _ints, "engine": _strs,
-    "baseline": _bool, "baseline_batch_size": _int, "ceilings": _bool,
+    "baseline": _bool, "baseline_batch_size": _int, "baseline_dtype": _str, "ceilings": _bool,
     "sample_interval_s": _float, "load_processes": _int,
     "http": _bool, "http_processes": _int, "external": _named_urls,
     "broker_args": _words, "worker_args": _words,

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 from rerankpool.bench import environment
-from rerankpool.bench.baseline import load_cross_encoder, run_cross_encoder
+from rerankpool.bench.baseline import load_reference, run_reference
 from rerankpool.bench.datasets import DATASETS, load_squad, pair_stream, rerank_workload, synthetic_pairs
 from rerankpool.bench.load import BenchRequest, HttpTarget, load_processes, run_load
 from rerankpool.bench.results import BaselineResult, BatchEvent, ConfigResult, SweepResult
@@ -50,6 +50,7 @@ class SweepConfig:
     connect: str | None = None
     baseline: bool = False
     baseline_batch_size: int = 32
+    baseline_dtype: str = "float32"  # what CrossEncoder loads by default
     ceilings: bool = False  # also measure the tokenizer, forward-pass and compute ceilings on the same pairs
     ceiling_dtype: str | None = None  # forward and compute ceilings' dtype (None: float16 on CUDA, else float32)
     sample_interval_s: float = 0.25
@@ -216,9 +217,9 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
     if config.baseline:
         # One run: CrossEncoder.predict sorts its inputs by length itself (sentence-transformers 6.x),
         # so a pre-sorted run would time the same batches again.
-        model = load_cross_encoder(model_path, config.device)
-        logger.info("baseline: CrossEncoder.predict on %d pairs", len(pairs))
-        results.append(run_cross_encoder(model, pairs, config.baseline_batch_size))
+        model = load_reference(model_path, config.device, dtype=config.baseline_dtype)
+        logger.info("baseline: %s on %d pairs", type(model).__name__, len(pairs))
+        results.append(run_reference(model, pairs, config.baseline_batch_size))
         del model
     if config.ceilings:
         logger.info("ceilings: tokenizers, the workers' tokenizer, forward pass and compute on %d pairs", len(pairs))
@@ -227,7 +228,7 @@ def run_baselines(config: SweepConfig, model_path: Path) -> list[BaselineResult]
         wargs, _ = worker_flags(connect=False).parse_known_args(config.worker_args)
         processes = max(config.workers)
         threads = worker_threads(wargs, processes, config.device)
-        results.append(pool_tokenizer_ceiling(model_path / "tokenizer.json", pairs, processes, threads, config.device,
+        results.append(pool_tokenizer_ceiling(model_path, pairs, processes, threads, config.device,
                                               fast=wargs.fast_tokenizer))
         dtype = config.ceiling_dtype or ("float16" if on_gpu else "float32")
         # Batches of 512 keep a GPU busy; on a CPU they fall out of cache, and 32 (as

@@ -245,8 +245,9 @@ def _tokenizer_corpus(seed: int) -> list[str]:
     return lines
 
 
-def build_qwen3_tokenizer(seed: int = 0):
-    """A byte-level BPE tokenizer with Qwen3's pipeline and special tokens, trained on a tiny corpus."""
+def build_qwen3_tokenizer(seed: int = 0, vocab_size: int = TINY_VOCAB, words: Sequence[str] = ()):
+    """A byte-level BPE tokenizer with Qwen3's pipeline and special tokens, trained on a tiny corpus
+    (and on ``words``, each with a leading space, for a vocabulary that keeps common words whole)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import BpeTrainer
 
@@ -258,9 +259,9 @@ def build_qwen3_tokenizer(seed: int = 0):
     ])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = BpeTrainer(vocab_size=TINY_VOCAB - len(QWEN3_ADDED_TOKENS), show_progress=False,
+    trainer = BpeTrainer(vocab_size=vocab_size - len(QWEN3_ADDED_TOKENS), show_progress=False,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_tokenizer_corpus(seed), trainer=trainer)
+    tok.train_from_iterator(_tokenizer_corpus(seed) + [f" {w} {w.capitalize()}" for w in words], trainer=trainer)
     tok.add_tokens([AddedToken(t, special=s, normalized=False) for t, s in QWEN3_ADDED_TOKENS])
     for word in ("yes", "no"):
         if tok.token_to_id(word) is None:
@@ -270,6 +271,11 @@ def build_qwen3_tokenizer(seed: int = 0):
 
 def build_tiny_qwen3_reranker(path: Path, seed: int = 0) -> Path:
     """Write a seeded tiny Qwen3-Reranker (random weights: a TEST model) into ``path``."""
+    return build_qwen3_reranker(path, TINY_QWEN3_MODEL, TINY_QWEN3_SHAPE, build_qwen3_tokenizer(seed), seed)
+
+
+def build_qwen3_reranker(path: Path, name: str, shape: dict[str, Any], tok: Tokenizer, seed: int = 0) -> Path:
+    """Write a seeded random Qwen3-Reranker of ``shape`` (config.json fields) with tokenizer ``tok`` into ``path``."""
     import torch
 
     from .checkpoint import import_transformers, save_checkpoint, write_provenance
@@ -277,7 +283,6 @@ def build_tiny_qwen3_reranker(path: Path, seed: int = 0) -> Path:
     transformers = import_transformers()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = build_qwen3_tokenizer(seed)
     tok.save(str(path / "tokenizer.json"))
     ids = {t: tok.token_to_id(t) for t, _ in QWEN3_ADDED_TOKENS}
     (path / "tokenizer_config.json").write_text(json.dumps({
@@ -292,18 +297,18 @@ def build_tiny_qwen3_reranker(path: Path, seed: int = 0) -> Path:
         "clean_up_tokenization_spaces": False,
         "split_special_tokens": False,
         "padding_side": "left",
-        "model_max_length": TINY_QWEN3_SHAPE["max_position_embeddings"],
+        "model_max_length": shape["max_position_embeddings"],
         "added_tokens_decoder": {str(ids[t]): {"content": t, "special": s, "lstrip": False, "rstrip": False,
                                                "normalized": False, "single_word": False}
                                  for t, s in QWEN3_ADDED_TOKENS},
     }, indent=2) + "\n", encoding="utf-8")
     config = transformers.Qwen3Config(
-        vocab_size=tok.get_vocab_size(), bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        dtype="float32", **TINY_QWEN3_SHAPE,
+        **{"vocab_size": tok.get_vocab_size(), **shape}, bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"], dtype="float32",
     )
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)
         model = transformers.Qwen3ForCausalLM(config).eval()
     save_checkpoint(model, path)
-    write_provenance(path, TINY_QWEN3_MODEL, seed=seed)
+    write_provenance(path, name, seed=seed)
     return path

@@ -20,6 +20,7 @@ from .llm import TINY_QWEN3_MODEL
 from .names import ALIASES, DEFAULT_MODEL, PROVENANCE_NAME, STANDIN_MODEL, TINY_MODEL
 from .tiny_families import RECIPE as TINY_FAMILY_RECIPE
 from .tiny_families import TINY_FAMILIES
+from .shaped import SHAPED_MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ BUILTINS: dict[str, BuiltinModel] = {
                          recipe=TINY_FAMILY_RECIPE, build=t.build)
             for t in TINY_FAMILIES.values()
         ),
+        # bge-reranker-v2-m3-shape, qwen3-reranker-0.6b-shape: full-size random models for benchmarks
+        *(BuiltinModel(name=m.name, description=m.description, real_scores=False, label=m.label, build=m.build)
+          for m in SHAPED_MODELS.values()),
     )
 }
 

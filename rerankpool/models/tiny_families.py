@@ -180,12 +180,13 @@ def bert_words(limit: int = WORDS) -> tuple[list[str], list[str]]:
     return words, suffixes
 
 
-def unigram_pieces() -> list[tuple[str, float]]:
+def unigram_pieces(words_limit: int = WORDS) -> list[tuple[str, float]]:
     """SentencePiece-style pieces with log-probability scores: words, capitalized words, suffixes, characters."""
-    words, suffixes = bert_words()
+    words, suffixes = bert_words(words_limit)
     chars = [c for c in string.printable if not c.isspace()]
+    capitalized = words[: max(300, words_limit - WORDS)]  # the tiny vocabularies: the 300 commonest
     ranked = [(f"▁{w}", -4.0 - 4.0 * i / len(words)) for i, w in enumerate(words)]
-    ranked += [(f"▁{w.capitalize()}", -5.0 - 4.0 * i / 300) for i, w in enumerate(words[:300])]
+    ranked += [(f"▁{w.capitalize()}", -5.0 - 4.0 * i / len(capitalized)) for i, w in enumerate(capitalized)]
     ranked += [(s, -8.0 - 2.0 * i / len(suffixes)) for i, s in enumerate(suffixes)]
     ranked += [("▁", -9.0)] + [(c, -11.0) for c in chars] + [(f"▁{c}", -11.5) for c in chars]
     seen: set[str] = set()
@@ -193,11 +194,11 @@ def unigram_pieces() -> list[tuple[str, float]]:
 
 
 def _write_unigram(path: Path, head: list[str], tail: list[str], unk: str, normalizer, pre_tokenizer, template,
-                   config: dict[str, Any]) -> dict[str, int]:
+                   config: dict[str, Any], words_limit: int = WORDS) -> dict[str, int]:
     """A Unigram tokenizer.json (special pieces ``head`` first, ``tail`` last) plus its tokenizer_config.json."""
     from tokenizers import AddedToken, Tokenizer, decoders, models
 
-    vocab = [(t, 0.0) for t in head] + unigram_pieces() + [(t, 0.0) for t in tail]
+    vocab = [(t, 0.0) for t in head] + unigram_pieces(words_limit) + [(t, 0.0) for t in tail]
     tok = Tokenizer(models.Unigram(vocab, unk_id=head.index(unk), byte_fallback=False))
     if normalizer is not None:
         tok.normalizer = normalizer
@@ -221,8 +222,11 @@ def _save(tok, path: Path, config: dict[str, Any]) -> dict[str, int]:
     return {f"{role}_id": tok.token_to_id(token) for role, token in roles.items()}
 
 
-def write_xlm_roberta_tokenizer(path: Path) -> dict[str, int]:
-    """XLM-R's SentencePiece layout: <s>=0 <pad>=1 </s>=2 <unk>=3 ... <mask> last; pairs ``<s> A </s></s> B </s>``."""
+def write_xlm_roberta_tokenizer(path: Path, words_limit: int = WORDS) -> dict[str, int]:
+    """XLM-R's SentencePiece layout: <s>=0 <pad>=1 </s>=2 <unk>=3 ... <mask> last; pairs ``<s> A </s></s> B </s>``.
+
+    ``words_limit``: whole words taken from BERT's vocabulary (all of them for the full-size bench
+    checkpoints, so English text splits into about as many pieces as with the real vocabulary)."""
     from tokenizers import pre_tokenizers, processors
 
     def template(tok):  # no type ids: every token is type 0
@@ -238,7 +242,7 @@ def write_xlm_roberta_tokenizer(path: Path) -> dict[str, int]:
         "tokenizer_class": "XLMRobertaTokenizer", "model_max_length": MODEL_MAX_LENGTH["xlm-roberta"],
         "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
         "pad_token": "<pad>", "mask_token": "<mask>", "clean_up_tokenization_spaces": True,
-    })
+    }, words_limit)
     return {"pad_token_id": ids["pad_token_id"], "bos_token_id": ids["bos_token_id"],
             "eos_token_id": ids["eos_token_id"], "vocab_size": _vocab_size(path)}
 

