@@ -9,7 +9,7 @@ are tested to equal ``sentence_transformers.CrossEncoder.predict`` on it (fp32, 
   (``rerankpool.worker.engines.packed_encoder``).
 - onnx serves the families whose ``torch.onnx.export`` matches torch on several shapes
   (``rerankpool.worker.engines.onnx_export``): all of these.
-- mlx serves BERT only (``rerankpool.worker.engines.mlx_bert``).
+- mlx serves BERT and XLM-RoBERTa (``rerankpool.worker.engines.mlx_encoder``).
 
 LLM rerankers (``rerankpool.models.llm``: a causal LM judging a prompt) are their own
 family, told apart by their ``...ForCausalLM`` architecture.
@@ -58,7 +58,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         name="xlm-roberta", title="XLM-RoBERTa", model_types=("xlm-roberta",), architecture_prefix="XLMRoberta",
         examples=("BAAI/bge-reranker-base", "BAAI/bge-reranker-large", "BAAI/bge-reranker-v2-m3"),
-        engines=("torch", "onnx"), builtin="tiny-xlm-roberta",
+        engines=("torch", "onnx", "mlx"), builtin="tiny-xlm-roberta",
         pair="<s> q </s></s> d </s>, no token types; positions count from pad_token_id + 1",
     ),
     Family(

@@ -73,16 +73,17 @@ def test_an_unknown_family_is_refused_naming_the_supported_ones():
 
 
 def test_an_engine_that_does_not_serve_a_family_says_which_do():
-    with pytest.raises(UnsupportedModelError, match=r"mlx engine does not serve XLM-RoBERTa.*--engine torch or onnx"):
-        check_engine(REAL_CONFIGS["xlm-roberta"], "mlx")
+    with pytest.raises(UnsupportedModelError, match=r"mlx engine does not serve ELECTRA.*--engine torch or onnx"):
+        check_engine(REAL_CONFIGS["electra"], "mlx")
     assert check_engine({"model_type": "bert"}, "mlx").name == "bert"
+    assert check_engine(REAL_CONFIGS["xlm-roberta"], "mlx").name == "xlm-roberta"
 
 
 def test_list_families_rows():
     rows = {row.family: row for row in list_families()}
     assert {"bert", "xlm-roberta", "electra", "modernbert", "deberta-v2"} <= set(rows)
     assert all(row.engines[0] == "torch" and row.examples for row in rows.values())
-    assert rows["bert"].engines == ("torch", "onnx", "mlx")
+    assert rows["bert"].engines == rows["xlm-roberta"].engines == ("torch", "onnx", "mlx")
     assert "BAAI/bge-reranker-base" in rows["xlm-roberta"].examples
     for name in FAMILY_MODELS:
         assert rows[TINY_FAMILIES[name].family].builtin == name
@@ -243,7 +244,14 @@ def test_a_model_type_transformers_does_not_know_is_refused_naming_the_families(
         load_engine(EngineConfig(tmp_path, engine="onnx"))
 
 
-def test_mlx_refuses_other_families():
+def test_mlx_engine_equals_crossencoder_or_refuses_the_family(tiny):
+    """MLX serves XLM-R (its positions from the ids, its dense-tanh head) with CrossEncoder's scores; the
+    families it does not serve are refused by name."""
     pytest.importorskip("mlx.core")
-    with pytest.raises(EngineLoadError, match="not supported by the mlx engine"):
-        load_engine(EngineConfig(resolve_model("tiny-xlm-roberta").path, engine="mlx"))
+    model, pairs, want = tiny
+    family = TINY_FAMILIES[model.name].family
+    if family != "xlm-roberta":
+        with pytest.raises(EngineLoadError, match=f"model_type '{family}' is not supported by the mlx engine"):
+            load_engine(EngineConfig(model.path, engine="mlx"))
+        return
+    assert max_diff(load_engine(EngineConfig(model.path, engine="mlx")), model, pairs, want) <= ATOL

@@ -1,4 +1,4 @@
-"""MLX engine: BERT cross-encoders on Apple silicon (Metal) or any CPU, via ``mlx_bert``.
+"""MLX engine: BERT and XLM-RoBERTa cross-encoders on Apple silicon (Metal) or any CPU, via ``mlx_encoder``.
 
 Parity with the torch engine (same checkpoint, same chunks, padded rows of mixed real
 lengths): float32 within 1e-4 of torch float32 (8e-6 on ms-marco-MiniLM-L-12-v2 with
@@ -27,7 +27,7 @@ import mlx.core as mx
 import numpy as np
 
 from rerankpool.worker.engines.base import Chunk, Engine, EngineConfig, EngineLoadError
-from rerankpool.worker.engines.mlx_bert import BertLoadError, load_bert
+from rerankpool.worker.engines.mlx_encoder import EncoderLoadError, load_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ class MlxEngine(Engine):
         if config.threads:
             logger.info("mlx engine: MLX has no thread-count setting; --threads %d is ignored", config.threads)
         try:
-            self.model = load_bert(config.model_path, DTYPES[config.dtype])
-        except BertLoadError as exc:
+            self.model = load_encoder(config.model_path, DTYPES[config.dtype])
+        except EncoderLoadError as exc:
             raise EngineLoadError(str(exc)) from exc
         if self.model.config.num_labels != 1:
             raise EngineLoadError(

@@ -1,9 +1,12 @@
-"""A BERT cross-encoder (``BertForSequenceClassification``) written in ``mlx.nn``.
+"""BERT and XLM-RoBERTa cross-encoders (``...ForSequenceClassification``) written in ``mlx.nn``.
 
-MLX has no transformers integration for sequence classification, and the rerankers we
-serve (ms-marco MiniLM and friends) are plain BERT, so the model is small enough to
-write out. The module tree mirrors the Hugging Face names (``bert.encoder.layer.0.
-attention.self.query`` ...), so a checkpoint loads by name with no renaming table, and a
+MLX has no transformers integration for sequence classification, and these rerankers
+(ms-marco MiniLM and friends; bge-reranker-base/large/v2-m3) share BERT's encoder, so the
+models are small enough to write out. XLM-R differs only around it: positions counted from
+``pad_token_id + 1`` (from the ids, as transformers does), one token type, and a dense-tanh
+head on ``<s>`` in place of BERT's pooler and classifier. The module tree mirrors the
+Hugging Face names (``bert.encoder.layer.0.attention.self.query``, ``roberta.embeddings``,
+``classifier.out_proj`` ...), so a checkpoint loads by name with no renaming table, and a
 missing or extra weight is an error rather than a silently random layer.
 
 Weights are converted at load time, not cached: reading ``model.safetensors`` with
@@ -37,8 +40,11 @@ ACTIVATIONS = {
 IGNORED_SUFFIXES = (".position_ids", ".token_type_ids")
 
 
-class BertLoadError(ValueError):
-    """The checkpoint is not a BERT cross-encoder this module can run."""
+MODEL_TYPES = ("bert", "xlm-roberta")
+
+
+class EncoderLoadError(ValueError):
+    """The checkpoint is not a cross-encoder this module can run."""
 
 
 @dataclass(frozen=True)
@@ -55,21 +61,23 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"
     num_labels: int = 1
+    model_type: str = "bert"
+    pad_token_id: int = 0
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> "BertConfig":
         raw = json.loads((model_dir / "config.json").read_text())
         model_type = raw.get("model_type", "bert")
-        if model_type != "bert":
-            raise BertLoadError(
+        if model_type not in MODEL_TYPES:
+            raise EncoderLoadError(
                 f"{model_dir}: model_type {model_type!r} is not supported by the mlx engine "
-                "(BERT only); use --engine torch or --engine onnx for this model"
+                f"({', '.join(MODEL_TYPES)}); use --engine torch or --engine onnx for this model"
             )
         if raw.get("position_embedding_type", "absolute") != "absolute":
-            raise BertLoadError(f"{model_dir}: only absolute position embeddings are supported by the mlx engine")
+            raise EncoderLoadError(f"{model_dir}: only absolute position embeddings are supported by the mlx engine")
         act = raw.get("hidden_act", "gelu")
         if act not in ACTIVATIONS:
-            raise BertLoadError(f"{model_dir}: hidden_act {act!r} is not one of {sorted(ACTIVATIONS)}")
+            raise EncoderLoadError(f"{model_dir}: hidden_act {act!r} is not one of {sorted(ACTIVATIONS)}")
         num_labels = raw.get("num_labels") or len(raw.get("id2label") or {0: 0})
         return cls(
             vocab_size=raw["vocab_size"],
@@ -82,20 +90,28 @@ class BertConfig:
             layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
             hidden_act=act,
             num_labels=num_labels,
+            model_type=model_type,
+            pad_token_id=raw.get("pad_token_id", 0) or 0,
         )
 
 
 class BertEmbeddings(nn.Module):
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
+        # XLM-R: positions pad + 1, pad + 2, ... for the tokens that are not the pad id (which get pad).
+        self._position_pad = cfg.pad_token_id if cfg.model_type == "xlm-roberta" else None
         self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
     def __call__(self, input_ids: mx.array, token_type_ids: mx.array) -> mx.array:
-        positions = mx.arange(input_ids.shape[1])
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
+        if self._position_pad is None:
+            positions = self.position_embeddings(mx.arange(input_ids.shape[1]))[None]
+        else:
+            real = (input_ids != self._position_pad).astype(mx.int32)
+            positions = self.position_embeddings(mx.cumsum(real, axis=1) * real + self._position_pad)
+        x = self.word_embeddings(input_ids) + positions
         return self.LayerNorm(x + self.token_type_embeddings(token_type_ids))
 
 
@@ -193,11 +209,14 @@ class BertPooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    def __init__(self, cfg: BertConfig) -> None:
+    """Embeddings and encoder; BERT's pooler too (``pooler``), else the first token's hidden state comes out."""
+
+    def __init__(self, cfg: BertConfig, pooler: bool = True) -> None:
         super().__init__()
         self.embeddings = BertEmbeddings(cfg)
         self.encoder = BertEncoder(cfg)
-        self.pooler = BertPooler(cfg)
+        if pooler:
+            self.pooler = BertPooler(cfg)
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array) -> mx.array:
         x = self.embeddings(input_ids, token_type_ids)
@@ -205,7 +224,8 @@ class BertModel(nn.Module):
         # transformers does, so they carry zero weight after the softmax.
         low = mx.array(mx.finfo(x.dtype).min, dtype=x.dtype)
         mask = mx.where(attention_mask[:, None, None, :].astype(mx.bool_), mx.array(0, dtype=x.dtype), low)
-        return self.pooler(self.encoder(x, mask))
+        hidden = self.encoder(x, mask)
+        return self.pooler(hidden) if "pooler" in self else hidden[:, 0]
 
 
 class BertForSequenceClassification(nn.Module):
@@ -218,6 +238,33 @@ class BertForSequenceClassification(nn.Module):
     def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array) -> mx.array:
         """Logits [n, num_labels] in the model's dtype."""
         return self.classifier(self.bert(input_ids, attention_mask, token_type_ids))
+
+
+class RobertaClassificationHead(nn.Module):
+    """XLM-R's head: dense, tanh, out_proj on the ``<s>`` token."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.out_proj = nn.Linear(cfg.hidden_size, cfg.num_labels)
+
+    def __call__(self, first: mx.array) -> mx.array:
+        return self.out_proj(mx.tanh(self.dense(first)))
+
+
+class XLMRobertaForSequenceClassification(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.roberta = BertModel(cfg, pooler=False)
+        self.classifier = RobertaClassificationHead(cfg)
+
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array, token_type_ids: mx.array) -> mx.array:
+        """Logits [n, num_labels] in the model's dtype."""
+        return self.classifier(self.roberta(input_ids, attention_mask, token_type_ids))
+
+
+CLASSES = {"bert": BertForSequenceClassification, "xlm-roberta": XLMRobertaForSequenceClassification}
 
 
 def read_hf_weights(model_dir: Path) -> dict[str, mx.array]:
@@ -234,7 +281,7 @@ def read_hf_weights(model_dir: Path) -> dict[str, mx.array]:
 
         state = torch.load(bin_path, map_location="cpu", weights_only=True)
         return {k: mx.array(v.float().numpy()) for k, v in state.items()}
-    raise BertLoadError(
+    raise EncoderLoadError(
         f"{model_dir} has no model.safetensors or pytorch_model.bin; point --model at a "
         "transformers checkpoint directory"
     )
@@ -251,28 +298,28 @@ def hf_to_mlx_name(name: str) -> str | None:
     return name
 
 
-def load_bert(model_dir: Path, dtype: mx.Dtype = mx.float32) -> BertForSequenceClassification:
+def load_encoder(model_dir: Path, dtype: mx.Dtype = mx.float32) -> nn.Module:
     """Build the model from ``config.json`` and load the checkpoint's weights, cast to ``dtype``."""
     cfg = BertConfig.from_model_dir(model_dir)
-    model = BertForSequenceClassification(cfg)
+    model = CLASSES[cfg.model_type](cfg)
     expected = {name for name, _ in tree_flatten(model.parameters())}
     weights: dict[str, mx.array] = {}
     for hf_name, value in read_hf_weights(model_dir).items():
         name = hf_to_mlx_name(hf_name)
         if name in expected:
             weights[name] = value.astype(dtype)
-        elif name is not None and not name.startswith("cls."):  # cls.* is the MLM head
-            logger.debug("mlx bert: ignoring checkpoint tensor %s", hf_name)
+        elif name is not None and not name.startswith(("cls.", "lm_head.")):  # the MLM heads
+            logger.debug("mlx encoder: ignoring checkpoint tensor %s", hf_name)
     missing = sorted(expected - weights.keys())
     if missing:
-        raise BertLoadError(
-            f"{model_dir} lacks {len(missing)} weight(s) of a BertForSequenceClassification "
+        raise EncoderLoadError(
+            f"{model_dir} lacks {len(missing)} weight(s) of a {type(model).__name__} "
             f"(first: {missing[:3]}); is it a cross-encoder checkpoint?"
         )
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as exc:  # shapes that disagree with config.json
-        raise BertLoadError(f"{model_dir}: weights do not fit config.json ({exc})") from exc
+        raise EncoderLoadError(f"{model_dir}: weights do not fit config.json ({exc})") from exc
     model.eval()
     mx.eval(model.parameters())
     return model
