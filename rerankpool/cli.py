@@ -199,10 +199,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
         return 0
-    skip = {"workers", "events", "queue_buckets"}
+    skip = {"workers", "events", "models"}
     for key in sorted(k for k in stats if k not in skip):
         print(f"{key:20s} {stats[key]}")
-    print(f"{'queue_buckets':20s} {stats['queue_buckets']}")
+    for m in stats["models"]:
+        print(f"  model {m['name']}{' (default)' if m['default'] else ''}: workers={m['workers']} "
+              f"queued={m['queued_pairs']} scored={m['pairs_scored']} buckets={m['queue_buckets']}")
     for w in stats["workers"]:
         print(f"  worker {w['name']}: {w['engine']} {w['device']} {w['dtype']} in_flight={w['in_flight']} "
               f"batches={w['batches_done']} pairs={w['pairs_done']} model={w['model']}")

@@ -3,6 +3,7 @@
     RerankPoolError
     ├── ServerError              the broker answered with an error (``.code``, ``.message``)
     │   ├── BadRequest           malformed or invalid request, over a limit, unknown op, wrong version
+    │   │   └── UnknownModel     the request names a model the pool has never served
     │   ├── Overloaded           the broker's queue is full: back off and retry
     │   ├── NoWorkers            no worker was connected before the deadline
     │   ├── DeadlineExceeded     the request's deadline passed (also a TimeoutError)
@@ -28,6 +29,10 @@ class ServerError(RerankPoolError):
 
 
 class BadRequest(ServerError):
+    pass
+
+
+class UnknownModel(BadRequest):
     pass
 
 
@@ -61,6 +66,7 @@ _BY_CODE: dict[str, type[ServerError]] = {
     ErrorCode.UNKNOWN_OP: BadRequest,
     ErrorCode.TOO_LARGE: BadRequest,
     ErrorCode.DUPLICATE_ID: BadRequest,
+    ErrorCode.UNKNOWN_MODEL: UnknownModel,
     ErrorCode.OVERLOADED: Overloaded,
     ErrorCode.NO_WORKERS: NoWorkers,
     ErrorCode.TIMEOUT: DeadlineExceeded,

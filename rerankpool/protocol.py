@@ -11,9 +11,11 @@ nothing else builds a header by hand, so every sender of a message sends the sam
 Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
 
     {"op": "rerank", "id": int, "query": str, "docs": [str], "top_k": int|None,
-     "activation": "raw"|"sigmoid", "timeout_ms": int|None}
+     "activation": "raw"|"sigmoid", "timeout_ms": int|None, "model": str|None}
     {"op": "score", "id": int, "queries": [str], "query_index": [int]|None,
-     "docs": [str], "activation": ..., "timeout_ms": ...}
+     "docs": [str], "activation": ..., "timeout_ms": ..., "model": ...}
+        # model: which served model scores the pairs; None: the default (the first one served)
+    {"op": "models", "id": int}       # the models served now, with their live workers
     {"op": "stats", "id": int, "events_since": int|None}
     {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
         # answered once >= wait_workers workers are live, or at timeout_ms
@@ -25,6 +27,7 @@ Broker -> client (``encode_scores_reply``, ``encode_value_reply``, ``encode_erro
      "usage": {"tokens": int, "tokenize_ms": float, "queue_ms": float, "inference_ms": float}}
         # usage: tokens of all pairs; each stage's time as the mean over the pairs
     {"id": int, "ok": True, "stats": {..., "events": [BatchEvent as a map]}} / {"id": int, "ok": True, "pong": {...}}
+    {"id": int, "ok": True, "models": [ModelInfo as a map]}
     {"id": int|None, "ok": False, "error": {"code": str, "message": str}}
 
 Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``encode_heartbeat``,
@@ -79,7 +82,8 @@ OP_SCORE = "score"
 OP_STATS = "stats"
 OP_PING = "ping"
 OP_CANCEL = "cancel"
-CLIENT_OPS = (OP_RERANK, OP_SCORE, OP_STATS, OP_PING, OP_CANCEL)
+OP_MODELS = "models"
+CLIENT_OPS = (OP_RERANK, OP_SCORE, OP_STATS, OP_PING, OP_CANCEL, OP_MODELS)
 
 # Worker <-> broker operations.
 W_READY = "ready"
@@ -113,6 +117,7 @@ class ErrorCode:
     WORKER_ERROR = "worker_error"  # the model failed on this input
     SHUTTING_DOWN = "shutting_down"
     DUPLICATE_ID = "duplicate_id"  # a request with this id is still in flight
+    UNKNOWN_MODEL = "unknown_model"  # no worker ever served the model the request names: pick a served one
 
 
 class ProtocolError(Exception):
@@ -150,6 +155,7 @@ class Request:
     timeout_ms: int | None = None
     events_since: int | None = None
     wait_workers: int | None = None
+    model: str | None = None  # None: the broker's default model
 
     @property
     def n_pairs(self) -> int:
@@ -196,6 +202,8 @@ def encode_request(req: Request) -> list[bytes]:
         header.update(wait_workers=req.wait_workers, timeout_ms=req.timeout_ms)
     if req.op in (OP_RERANK, OP_SCORE):
         header.update(activation=req.activation, timeout_ms=req.timeout_ms)
+        if req.model is not None:
+            header["model"] = req.model
     return pack(header)
 
 
@@ -246,7 +254,7 @@ def decode_request(frames: Sequence[bytes], limits: Limits = Limits()) -> Reques
 def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Request:
     """The fields of a request whose id and op are known."""
     rid, op = req.id, req.op
-    if op == OP_CANCEL:
+    if op in (OP_CANCEL, OP_MODELS):
         return req
     if op == OP_STATS:
         req.events_since = _field(header, "events_since", int, rid, required=False)
@@ -295,6 +303,10 @@ def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Requ
     if timeout_ms is not None and timeout_ms <= 0:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"timeout_ms must be > 0, got {timeout_ms}", rid)
     req.timeout_ms = timeout_ms
+    model = _field(header, "model", str, rid, required=False)
+    if model is not None and not model:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "model must be a non-empty string, or left out for the default", rid)
+    req.model = model
     return req
 
 
@@ -336,6 +348,22 @@ def encode_value_reply(request_id: int, key: str, value: Any) -> list[bytes]:
 
 
 # -- worker <-> broker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model the broker serves (the ``models`` op): its live workers and its queue."""
+
+    name: str
+    default: bool  # requests that name no model go to it
+    workers: int  # live now; 0 once all are gone (requests for it wait for one until their deadline)
+    queued_pairs: int
+    label: str = ""  # what the workers say it is (e.g. "random TEST model")
+    engines: list[str] = field(default_factory=list)  # "engine on device (dtype)" of its workers
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ModelInfo":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -421,6 +449,7 @@ class BatchEvent(BatchTimings):
     seq: int = 0
     t: float = 0.0  # unix time the result came back
     worker: str = ""
+    model: str = ""
     queue_wait_ms: float = 0.0
     round_trip_ms: float | None = None
 

@@ -33,7 +33,7 @@ for w in range(4):
 
 start = time.perf_counter()
 now, replies, sent, pending = 0.0, 0, 0, []
-while sent < len(frames) or pending or len(core.batcher):
+while sent < len(frames) or pending or core.queued_pairs:
     for f in frames[sent : sent + 20]:  # 20 requests arrive per loop turn
         req = P.decode_request(f)
         core.admit((b"client", req.id), req, now)

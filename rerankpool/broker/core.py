@@ -1,9 +1,13 @@
 """The broker's decisions, without sockets: admit, dispatch, collect, expire, purge.
 
-``BrokerCore`` joins the batcher, the request table and the worker registry. Every
-method takes the time as an argument and returns what must be sent, so the socket
-loop in ``server.py`` only moves frames, and tests can drive the whole broker
-logic with a fake clock and any order of events.
+``BrokerCore`` joins the request table, the worker registry and one ``ModelLane`` per
+served model (the zguide Majordomo's named services, with models for services): each lane
+has its own batcher and suspect queue, a batch holds pairs of one model only, and only a
+worker of that model gets it, so every rule (buckets, token budgets, credits, idle-worker
+splitting, requeue, poison isolation) holds per model. A request names its model, or gets
+the default one: the first model a worker registered with. Every method takes the time as
+an argument and returns what must be sent, so the socket loop in ``server.py`` only moves
+frames, and tests can drive the whole broker logic with a fake clock and any order of events.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ class CoreConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     request_timeout_ms: int | None = 30_000  # used when a request names no timeout
-    max_queued_pairs: int = 200_000
+    max_queued_pairs: int = 200_000  # over all models
+    max_queued_pairs_per_model: int | None = None  # None: the overall bound with one model, half of it with several
     max_length: int = 512
     max_pair_failures: int = 3  # a pair that fails alone this often is poison: its request gets an error
 
@@ -53,14 +58,15 @@ class Counters:
         self.pairs_scored += n
         self._recent.append((now, n))
 
-    def ok(self, op: str) -> None:
+    def ok(self, op: str, model: str) -> None:
         self.replies_ok += 1
-        self.metrics.outcome(op, "ok")
+        self.metrics.outcome(op, "ok", model)
 
-    def error(self, code: str, op: str) -> None:
-        """An error answer; ``op`` is the request's, or ``invalid`` for one that could not be read."""
+    def error(self, code: str, op: str, model: str = "") -> None:
+        """An error answer; ``op`` is the request's, or ``invalid`` for one that could not be read; ``model``
+        a served model's name, or "" (never a name a client made up: the metrics' labels stay bounded)."""
         self.replies_error[code] = self.replies_error.get(code, 0) + 1
-        self.metrics.outcome(op, code)
+        self.metrics.outcome(op, code, model)
 
     def pairs_per_s(self, now: float, window_s: float = 2.0) -> float:
         while self._recent and self._recent[0][0] < now - window_s:
@@ -68,14 +74,37 @@ class Counters:
         return sum(n for _, n in self._recent) / window_s
 
 
+@dataclass
+class ModelLane:
+    """One served model's queue: its batcher and its suspect pairs (each group run alone on an idle worker).
+
+    Its workers are the registry's workers whose ``info.model`` names it. A lane lives as long as the
+    broker: a model whose workers are all gone is still known, and its requests wait for a worker.
+    """
+
+    name: str
+    batcher: Batcher
+    quarantine: deque[list[Pair]] = field(default_factory=deque)
+    label: str = ""
+    pairs_scored: int = 0
+
+    @property
+    def queued_pairs(self) -> int:
+        return len(self.batcher) + sum(len(group) for group in self.quarantine)
+
+
+PENDING = ""  # the lane of requests that name no model before any worker has registered
+
+
 class BrokerCore:
     def __init__(self, config: CoreConfig = CoreConfig()) -> None:
         self.config = config
         self.requests = RequestTable(max_length=config.max_length)
-        self.batcher = Batcher(config.batching, is_live=self.requests.is_live)
         self.workers = WorkerRegistry(config.liveness)
         self.counters = Counters()
-        self.quarantine: deque[list[Pair]] = deque()  # suspect pairs, each group run alone on an idle worker
+        self.lanes: dict[str, ModelLane] = {}
+        self.default_model: str | None = None  # the first model a worker registered with
+        self._turn = 0  # which lane dispatches first, rotating: no model waits behind another
         # Ids start at random: a worker that reconnects to a restarted broker may still send
         # results of the old one's batches, and those must not pass for this one's.
         self._next_batch_id = secrets.randbits(48)
@@ -84,35 +113,76 @@ class BrokerCore:
 
     @property
     def queued_pairs(self) -> int:
-        return len(self.batcher) + sum(len(group) for group in self.quarantine)
+        return sum(lane.queued_pairs for lane in self.lanes.values())
+
+    @property
+    def models(self) -> list[str]:
+        """The models served (a worker registered with each), the default first."""
+        return [name for name in self.lanes if name != PENDING]
+
+    def _lane(self, model: str, label: str = "") -> ModelLane:
+        lane = self.lanes.get(model)
+        if lane is None:
+            lane = self.lanes[model] = ModelLane(model, Batcher(self.config.batching, is_live=self.requests.is_live))
+        lane.label = label or lane.label
+        return lane
+
+    def per_model_bound(self) -> int:
+        """Pairs one model may have queued: a flood for one model leaves room for the others."""
+        if self.config.max_queued_pairs_per_model is not None:
+            return self.config.max_queued_pairs_per_model
+        several = len(self.models) > 1
+        return self.config.max_queued_pairs // 2 if several else self.config.max_queued_pairs
 
     def admit(self, key: RequestKey, req: P.Request, now: float) -> tuple[str, str] | None:
-        """Queue a scoring request's pairs; returns (code, message) if it is refused."""
+        """Queue a scoring request's pairs in its model's lane; returns (code, message) if it is refused."""
         self.counters.requests += 1
         if key in self.requests:
             return self._refuse(
                 req.op, P.ErrorCode.DUPLICATE_ID, f"request id {req.id} is already in flight on this connection"
             )
+        model = req.model or self.default_model or PENDING
+        lane = self.lanes.get(model)
+        if lane is None and model != PENDING:
+            served = ", ".join(repr(m) for m in self.models) or "none yet (no worker has registered)"
+            return self._refuse(req.op, P.ErrorCode.UNKNOWN_MODEL,
+                                f"model {model!r} is not served by this pool; served: {served}")
         if self.queued_pairs + req.n_pairs > self.config.max_queued_pairs:
             return self._refuse(
                 req.op, P.ErrorCode.OVERLOADED,
-                f"{self.queued_pairs} pairs queued (limit {self.config.max_queued_pairs}); back off and retry",
+                f"{self.queued_pairs} pairs queued (limit {self.config.max_queued_pairs}); back off and retry", model,
             )
+        lane = lane or self._lane(PENDING)
+        bound = self.per_model_bound()
+        if lane.queued_pairs + req.n_pairs > bound:
+            return self._refuse(
+                req.op, P.ErrorCode.OVERLOADED,
+                f"{lane.queued_pairs} pairs queued for model {model!r} (limit {bound} a model); back off and retry",
+                model,
+            )
+        req.model = model if model != PENDING else None
         pairs = self.requests.add(key, req, now, self.config.request_timeout_ms)
         self.counters.pairs_in += len(pairs)
-        self.batcher.add(pairs, now)
+        lane.batcher.add(pairs, now)
         return None
 
-    def _refuse(self, op: str, code: str, message: str) -> tuple[str, str]:
-        self.counters.error(code, op)
+    def _refuse(self, op: str, code: str, message: str, model: str = "") -> tuple[str, str]:
+        self.counters.error(code, op, model if model in self.lanes else "")
         return code, message
+
+    def model_of(self, req: P.Request) -> str:
+        """The model a request was admitted for ("" while nothing is served)."""
+        return req.model or self.default_model or PENDING
 
     def expire(self, now: float) -> list[Outcome]:
         outcomes = self.requests.expire(now)
         for outcome in outcomes:
-            if len(self.workers) == 0:
+            model = self.model_of(outcome.request)
+            if not self.workers.serving(model):
                 outcome.error_code = P.ErrorCode.NO_WORKERS
-                outcome.error_message = "no worker is connected: start workers with `rerankpool worker`"
+                outcome.error_message = (
+                    f"no worker serves model {model!r} now: start one with `rerankpool worker --model {model}`"
+                    if model else "no worker is connected: start workers with `rerankpool worker`")
         return self._counted(outcomes)
 
     def fail_all(self, code: str, message: str) -> list[Outcome]:
@@ -121,19 +191,27 @@ class BrokerCore:
 
     def _counted(self, outcomes: list[Outcome]) -> list[Outcome]:
         for outcome in outcomes:
+            model = self.model_of(outcome.request)
             if outcome.ok:
-                self.counters.ok(outcome.request.op)
+                self.counters.ok(outcome.request.op, model)
             else:
-                self.counters.error(outcome.error_code or "", outcome.request.op)
+                self.counters.error(outcome.error_code or "", outcome.request.op, model)
         return outcomes
 
     # -- workers ----------------------------------------------------------------------
 
     def register(self, identity: bytes, info: P.WorkerInfo, now: float) -> str | None:
-        """Add a worker; returns the reason if it is refused."""
-        model = self.workers.model()
-        if model is not None and info.model != model and identity not in self.workers:
-            return f"this pool serves {model!r}; a worker for {info.model!r} would mix scores of two models"
+        """Add a worker to its model's lane (a new model gets one; the first becomes the default);
+        returns the reason if it is refused."""
+        if not info.model:
+            return "the worker names no model"
+        if self.default_model is None:
+            self.default_model = info.model
+            pending = self.lanes.pop(PENDING, None)
+            if pending is not None:  # requests that named no model before any worker came
+                pending.name = info.model
+                self.lanes = {info.model: pending, **self.lanes}
+        self._lane(info.model, info.label)
         self._requeue(self.workers.register(identity, info, now))
         self._price_batches()
         return None
@@ -143,9 +221,10 @@ class BrokerCore:
         self._price_batches()
 
     def _price_batches(self) -> None:
-        """Batches are priced for packing workers only while every live worker packs."""
-        workers = list(self.workers)
-        self.batcher.set_packed(bool(workers) and all(w.info.packed for w in workers))
+        """A model's batches are priced for packing workers only while every live worker of it packs."""
+        for lane in self.lanes.values():
+            workers = self.workers.serving(lane.name)
+            lane.batcher.set_packed(bool(workers) and all(w.info.packed for w in workers))
 
     def purge(self, now: float) -> tuple[list[WorkerState], list[Outcome]]:
         """Declare silent workers dead and retry what they held, blaming only what is certain.
@@ -166,7 +245,7 @@ class BrokerCore:
             else:
                 for batch in sorted(batches, key=lambda b: b.id):
                     self.counters.batches_requeued += 1
-                    self.quarantine.append(batch.pairs)
+                    self.lanes[batch.model].quarantine.append(batch.pairs)
             dead.append(worker)
         if dead:
             self._price_batches()
@@ -183,15 +262,16 @@ class BrokerCore:
         pairs = [p for p in batch.pairs if self.requests.is_live(p.key)]
         for pair in pairs:
             pair.failures += 1
+        quarantine = self.lanes[batch.model].quarantine
         if len(pairs) > 1:
             half = len(pairs) // 2
-            self.quarantine.extend([pairs[:half], pairs[half:]])
+            quarantine.extend([pairs[:half], pairs[half:]])
             return []
         if not pairs:
             return []
         pair = pairs[0]
         if pair.failures < self.config.max_pair_failures:
-            self.quarantine.append(pairs)
+            quarantine.append(pairs)
             return []
         logger.error("isolated a poison pair: doc %d of request %s (%s)", pair.index, pair.key, reason)
         self.counters.metrics.poison_pairs += 1
@@ -206,7 +286,7 @@ class BrokerCore:
     def _requeue(self, batches: list[Batch]) -> None:
         for batch in batches:
             self.counters.batches_requeued += 1
-            self.batcher.requeue(batch.pairs)
+            self.lanes[batch.model].batcher.requeue(batch.pairs)
 
     def on_result(
         self, identity: bytes, batch_id: int, scores: np.ndarray, now: float,
@@ -227,6 +307,7 @@ class BrokerCore:
             self._requeue([batch])
             return None, []
         self.counters.scored(now, n)
+        self.lanes[batch.model].pairs_scored += n
         cost = None
         if timings is not None:
             if tokens is None or len(tokens) != n:
@@ -252,38 +333,59 @@ class BrokerCore:
     # -- dispatch ---------------------------------------------------------------------
 
     def dispatch(self, now: float) -> list[tuple[WorkerState, Batch]]:
-        """Batches to send now, each assigned to a worker (rule in ``batching``'s docstring)."""
-        sends = []
-        while self.quarantine:  # suspects run alone on an idle worker, before anything else
-            worker = self.workers.pick(idle_only=True)
-            if worker is None:
-                return sends
-            pairs = [p for p in self.quarantine.popleft() if self.requests.is_live(p.key)]
-            if pairs:
-                sends.append((worker, self._assign(worker, pairs, now, exclusive=True)))
-        while len(self.batcher):
-            worker = self.workers.pick()
-            if worker is None:
-                break
-            pairs = self.batcher.pop_due(now)
-            if pairs is None:
-                worker = self.workers.pick(idle_only=True)
-                pairs = self.batcher.pop_any(now, self._share()) if worker is not None else None
-                if pairs is None:
-                    break
-            sends.append((worker, self._assign(worker, pairs, now)))  # type: ignore[arg-type]
+        """Batches to send now, each to a worker of its model (rule in ``batching``'s docstring).
+
+        The lanes take turns going first; a lane only ever uses its own model's workers, so a
+        flood for one model cannot hold back another's batches.
+        """
+        names = list(self.lanes)
+        if not names:
+            return []
+        self._turn = (self._turn + 1) % len(names)
+        sends: list[tuple[WorkerState, Batch]] = []
+        for name in names[self._turn:] + names[: self._turn]:
+            sends += self._dispatch_lane(self.lanes[name], now)
         return sends
 
-    def _share(self) -> int | None:
-        """An idle worker's share of a small queue when several workers are idle (None: all of it)."""
+    def _dispatch_lane(self, lane: ModelLane, now: float) -> list[tuple[WorkerState, Batch]]:
+        sends = []
+        model, batcher = lane.name, lane.batcher
+        while lane.quarantine:  # suspects run alone on an idle worker, before anything else
+            worker = self.workers.pick(model, idle_only=True)
+            if worker is None:
+                return sends
+            pairs = [p for p in lane.quarantine.popleft() if self.requests.is_live(p.key)]
+            if pairs:
+                sends.append((worker, self._assign(worker, pairs, now, model, exclusive=True)))
+        while len(batcher):
+            worker = self.workers.pick(model)
+            if worker is None:
+                break
+            pairs = batcher.pop_due(now)
+            if pairs is None:
+                worker = self.workers.pick(model, idle_only=True)
+                pairs = batcher.pop_any(now, self._share(lane)) if worker is not None else None
+                if pairs is None:
+                    break
+            sends.append((worker, self._assign(worker, pairs, now, model)))  # type: ignore[arg-type]
+        return sends
+
+    def next_batch_deadline(self) -> float | None:
+        """When a queued batch falls due, among the models with a worker free to take it."""
+        due = [lane.batcher.next_deadline() for lane in self.lanes.values() if self.workers.pick(lane.name)]
+        return min((d for d in due if d is not None), default=None)
+
+    def _share(self, lane: ModelLane) -> int | None:
+        """An idle worker's share of a small queue when several workers of its model are idle (None: all of it)."""
         split_min = self.config.batching.split_min
-        idle = self.workers.idle_count()
+        idle = self.workers.idle_count(lane.name)
         if not split_min or idle < 2:
             return None
-        return max(split_min, -(-len(self.batcher) // idle))
+        return max(split_min, -(-len(lane.batcher) // idle))
 
-    def _assign(self, worker: WorkerState, pairs: list[Pair], now: float, exclusive: bool = False) -> Batch:
-        batch = Batch(self._next_batch_id, pairs, exclusive=exclusive)
+    def _assign(self, worker: WorkerState, pairs: list[Pair], now: float, model: str,
+                exclusive: bool = False) -> Batch:
+        batch = Batch(self._next_batch_id, pairs, model=model, exclusive=exclusive)
         self._next_batch_id += 1
         self.workers.assign(worker, batch, now)
         self.counters.batches_sent += 1

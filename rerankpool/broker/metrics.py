@@ -45,11 +45,12 @@ class Histogram:
 class PoolMetrics:
     """What the broker counts for the whole pool, beyond the live gauges of ``stats``.
 
-    ``requests`` is keyed by (op, outcome): ``ok`` or the error code the client got.
+    ``requests`` is keyed by (op, outcome, model): ``ok`` or the error code the client got, and
+    the served model it named ("" for a request refused before a served model was known).
     """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str], int] = {}
+        self.requests: dict[tuple[str, str, str], int] = {}
         self.poison_pairs = 0
         self.real_tokens = 0
         self.padded_tokens = 0
@@ -62,8 +63,8 @@ class PoolMetrics:
             "batch_tokens": Histogram(BATCH_TOKENS_BUCKETS),
         }
 
-    def outcome(self, op: str, outcome: str) -> None:
-        key = (op, outcome)
+    def outcome(self, op: str, outcome: str, model: str = "") -> None:
+        key = (op, outcome, model)
         self.requests[key] = self.requests.get(key, 0) + 1
 
     def request_done(self, duration_s: float) -> None:
@@ -82,8 +83,8 @@ class PoolMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "requests": [{"op": op, "outcome": outcome, "count": n}
-                         for (op, outcome), n in sorted(self.requests.items())],
+            "requests": [{"op": op, "outcome": outcome, "model": model, "count": n}
+                         for (op, outcome, model), n in sorted(self.requests.items())],
             "poison_pairs": self.poison_pairs,
             "real_tokens": self.real_tokens,
             "padded_tokens": self.padded_tokens,

@@ -24,6 +24,7 @@ class Batch:
 
     id: int
     pairs: list[Pair]
+    model: str = ""  # the model whose workers may run it; a lost batch goes back to that model's queue
     sent_at: float = 0.0
     exclusive: bool = False  # a suspect batch: its worker gets nothing else while it runs
     _queue_ms: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -86,11 +87,9 @@ class WorkerRegistry:
     def get(self, identity: bytes) -> WorkerState | None:
         return self._workers.get(identity)
 
-    def model(self) -> str | None:
-        """The model the live workers serve (all serve the same one), or None without workers."""
-        for worker in self._workers.values():
-            return worker.info.model
-        return None
+    def serving(self, model: str) -> list[WorkerState]:
+        """The live workers of ``model``."""
+        return [w for w in self._workers.values() if w.info.model == model]
 
     def register(self, identity: bytes, info: WorkerInfo, now: float) -> list[Batch]:
         """Add a worker. If the identity was already known (it restarted), return its lost batches."""
@@ -117,11 +116,11 @@ class WorkerRegistry:
             del self._workers[worker.identity]
         return [(w, list(w.in_flight.values())) for w in dead]
 
-    def pick(self, idle_only: bool = False) -> WorkerState | None:
-        """The least-loaded worker with free credit (least recently used on ties)."""
+    def pick(self, model: str, idle_only: bool = False) -> WorkerState | None:
+        """The least-loaded worker of ``model`` with free credit (least recently used on ties)."""
         best: WorkerState | None = None
         for worker in self._workers.values():
-            if worker.free_credit <= 0 or (idle_only and worker.in_flight):
+            if worker.info.model != model or worker.free_credit <= 0 or (idle_only and worker.in_flight):
                 continue
             if best is None or (len(worker.in_flight), worker.last_assigned) < (
                 len(best.in_flight),
@@ -130,9 +129,9 @@ class WorkerRegistry:
                 best = worker
         return best
 
-    def idle_count(self) -> int:
-        """Workers with nothing in flight that can take a batch."""
-        return sum(1 for w in self._workers.values() if not w.in_flight and w.free_credit > 0)
+    def idle_count(self, model: str) -> int:
+        """Workers of ``model`` with nothing in flight that can take a batch."""
+        return sum(1 for w in self._workers.values() if w.info.model == model and not w.in_flight and w.free_credit > 0)
 
     def assign(self, worker: WorkerState, batch: Batch, now: float) -> None:
         if worker.free_credit <= 0:

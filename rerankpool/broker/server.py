@@ -147,11 +147,9 @@ class Broker:
     def _poll_timeout_ms(self) -> int:
         now = time.monotonic()
         deadlines = [self._next_heartbeat, now + 0.25, *(p[3] for p in self._parked_pings)]
-        due = [self.core.requests.next_deadline()]
-        if self.core.workers.pick() is not None:
-            # A batch timeout matters only if a worker could take the batch; otherwise the
-            # next result (a socket event) wakes the loop, and polling at 0 ms would spin.
-            due.append(self.core.batcher.next_deadline())
+        # A batch timeout matters only if a worker could take the batch; otherwise the next
+        # result (a socket event) wakes the loop, and polling at 0 ms would spin.
+        due = [self.core.requests.next_deadline(), self.core.next_batch_deadline()]
         deadlines += [d for d in due if d is not None]
         return max(0, int((min(deadlines) - now) * 1000 + 0.999))
 
@@ -175,6 +173,9 @@ class Broker:
             self.core.cancel((identity, req.id))
         elif req.op == P.OP_STATS:
             self._send_client(identity, P.encode_value_reply(req.id, "stats", self.stats(req.events_since)))
+        elif req.op == P.OP_MODELS:
+            models = [dataclasses.asdict(m) for m in self.models()]
+            self._send_client(identity, P.encode_value_reply(req.id, "models", models))
         else:
             self._admit(identity, req)
 
@@ -258,7 +259,8 @@ class Broker:
         )
         if not self._announced and self.config.expect_workers and n >= self.config.expect_workers:
             self._announced = True
-            logger.info("rerankpool ready: %d worker(s) serving %s at %s", n, info.model, self.frontend_endpoint)
+            logger.info("rerankpool ready: %d worker(s) serving %s at %s", n,
+                        ", ".join(self.core.models), self.frontend_endpoint)
 
     def _on_result(self, identity: bytes, header: dict[str, Any], now: float) -> None:
         timings = P.BatchTimings.from_dict(header["timings"])
@@ -291,12 +293,25 @@ class Broker:
     def _record_event(self, worker: WorkerState | None, batch: Batch, t: P.BatchTimings, now: float) -> None:
         self._event_seq += 1
         event = P.BatchEvent(**dataclasses.asdict(t), seq=self._event_seq, t=time.time(),
-                             worker=worker.name if worker else "?", queue_wait_ms=float(batch.queue_ms().mean()),
+                             worker=worker.name if worker else "?", model=batch.model,
+                             queue_wait_ms=float(batch.queue_ms().mean()),
                              round_trip_ms=1000.0 * (now - batch.sent_at))
         self.events.append(dataclasses.asdict(event))
 
     def _pong(self) -> dict[str, Any]:
-        return {"workers": len(self.core.workers), "model": self.core.workers.model(), "draining": self._draining}
+        return {"workers": len(self.core.workers), "model": self.core.default_model, "models": self.core.models,
+                "draining": self._draining}
+
+    def models(self) -> list[P.ModelInfo]:
+        """The models served, the default first, with their live workers and queues."""
+        core = self.core
+        infos = []
+        for name in core.models:
+            workers = core.workers.serving(name)
+            engines = sorted({f"{w.info.engine} on {w.info.device} ({w.info.dtype})" for w in workers})
+            infos.append(P.ModelInfo(name, name == core.default_model, len(workers), core.lanes[name].queued_pairs,
+                                     core.lanes[name].label, engines))
+        return infos
 
     def stats(self, events_since: int | None = None) -> dict[str, Any]:
         now = time.monotonic()
@@ -313,7 +328,12 @@ class Broker:
             "pairs_scored": c.pairs_scored,
             "pairs_per_s": c.pairs_per_s(now),
             "queue_pairs": core.queued_pairs,
-            "queue_buckets": {str(k): v for k, v in core.batcher.depths().items()},
+            "default_model": core.default_model,
+            "models": [
+                {**dataclasses.asdict(info), "pairs_scored": core.lanes[info.name].pairs_scored,
+                 "queue_buckets": {str(k): v for k, v in core.lanes[info.name].batcher.depths().items()}}
+                for info in self.models()
+            ],
             "batches_sent": c.batches_sent,
             "batches_in_flight": core.workers.in_flight_batches(),
             "batches_requeued": c.batches_requeued,

@@ -72,11 +72,12 @@ class BaseClient:
         return self.timeout if timeout is None else timeout
 
     def _rerank_request(self, query: str, docs: Sequence[str], top_k: int | None, activation: str,
-                        timeout: float) -> P.Request:
+                        timeout: float, model: str | None) -> P.Request:
         return P.Request(id=0, op=P.OP_RERANK, queries=[query], docs=list(docs), top_k=top_k,
-                         activation=activation, timeout_ms=max(1, int(timeout * 1000)))
+                         activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model)
 
-    def _score_request(self, pairs: Sequence[tuple[str, str]], activation: str, timeout: float) -> P.Request:
+    def _score_request(self, pairs: Sequence[tuple[str, str]], activation: str, timeout: float,
+                       model: str | None) -> P.Request:
         queries: dict[str, int] = {}
         index: list[int] = []
         docs: list[str] = []
@@ -87,7 +88,7 @@ class BaseClient:
             index.append(queries.setdefault(query, len(queries)))
             docs.append(doc)
         return P.Request(id=0, op=P.OP_SCORE, queries=list(queries), query_index=index if len(queries) > 1 else None,
-                         docs=docs, activation=activation, timeout_ms=max(1, int(timeout * 1000)))
+                         docs=docs, activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model)
 
     def _encode(self, req: P.Request) -> list[bytes]:
         """Give the request a fresh id and encode it. Each attempt gets its own id."""

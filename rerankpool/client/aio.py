@@ -60,16 +60,23 @@ class AsyncClient(BaseClient):
         return_documents: bool = False,
         activation: str = "raw",
         timeout: float | None = None,
+        model: str | None = None,
     ) -> Ranking:
         timeout = self._timeout(timeout)
-        header = await self._call(self._rerank_request(query, docs, top_k, activation, timeout), timeout)
+        header = await self._call(self._rerank_request(query, docs, top_k, activation, timeout, model), timeout)
         return self._hits(header, docs, return_documents)
 
     async def score(
-        self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None
+        self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None,
+        model: str | None = None,
     ) -> Scores:
         timeout = self._timeout(timeout)
-        return self._scores(await self._call(self._score_request(pairs, activation, timeout), timeout))
+        return self._scores(await self._call(self._score_request(pairs, activation, timeout, model), timeout))
+
+    async def models(self, timeout: float = 5.0) -> list[P.ModelInfo]:
+        """The models the pool serves now, the default first, with their live workers."""
+        reply = await self._call(P.Request(id=0, op=P.OP_MODELS), timeout)
+        return [P.ModelInfo.from_dict(m) for m in reply["models"]]
 
     async def stats(self, events_since: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
         return (await self._call(P.Request(id=0, op=P.OP_STATS, events_since=events_since), timeout))["stats"]

@@ -62,21 +62,28 @@ class Client(BaseClient):
         return_documents: bool = False,
         activation: str = "raw",
         timeout: float | None = None,
+        model: str | None = None,
     ) -> Ranking:
         """Score ``docs`` against ``query``; best first, cut to ``top_k``.
 
-        Scores are the model's raw logits unless ``activation="sigmoid"``.
+        Scores are the model's raw logits unless ``activation="sigmoid"``. ``model``: one of
+        the pool's models (``models()``); None: its default, the first one served.
         """
         timeout = self._timeout(timeout)
-        header = self._call(self._rerank_request(query, docs, top_k, activation, timeout), timeout)
+        header = self._call(self._rerank_request(query, docs, top_k, activation, timeout, model), timeout)
         return self._hits(header, docs, return_documents)
 
     def score(
-        self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None
+        self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None,
+        model: str | None = None,
     ) -> Scores:
-        """Scores of (query, doc) pairs, in input order."""
+        """Scores of (query, doc) pairs, in input order, by ``model`` (None: the pool's default)."""
         timeout = self._timeout(timeout)
-        return self._scores(self._call(self._score_request(pairs, activation, timeout), timeout))
+        return self._scores(self._call(self._score_request(pairs, activation, timeout, model), timeout))
+
+    def models(self, timeout: float = 5.0) -> list[P.ModelInfo]:
+        """The models the pool serves now, the default first, with their live workers."""
+        return [P.ModelInfo.from_dict(m) for m in self._call(P.Request(id=0, op=P.OP_MODELS), timeout)["models"]]
 
     def stats(self, events_since: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
         """The broker's live counters (and per-batch events after ``events_since``)."""

@@ -44,7 +44,7 @@ SHAPE_BY_PATH = {"/rerank": Shape.TEI, "/info": Shape.TEI, "/health": Shape.TEI,
                  "/v2/rerank": Shape.COHERE}
 ROUTES = ("/rerank", "/v1/rerank", "/v2/rerank", "/pool/rerank", "/pool/score", "/health", "/info", "/metrics",
           "/docs", "/openapi.json")
-MODEL_REFRESH_S = 5.0  # how old the served model's name may be in replies that echo it
+MODEL_REFRESH_S = 5.0  # how old the default model's name may be in replies that echo it
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -127,8 +127,9 @@ class Gateway:
         except RerankPoolError as exc:
             raise ApiError.from_pool(exc) from exc
 
-    async def served_model(self) -> str | None:
-        """The pool's model, refreshed at most every few seconds (a ping when stale)."""
+    async def default_model(self) -> str | None:
+        """The pool's default model (for replies to requests that named none), refreshed at most every few
+        seconds (a ping when stale)."""
         if time.monotonic() - self._model_at > MODEL_REFRESH_S and self.client is not None:
             try:
                 pong = await self.client.ping(timeout=self.config.health_timeout_s)
@@ -180,7 +181,7 @@ def v1_text(doc: str | dict, rank_fields: Sequence[str] | None) -> str:
 
 def _errors(body: type) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI entries of a route's error statuses, all in its shape's error body."""
-    return {status: {"model": body} for status in (401, 413, 422, 429, 500, 503, 504)}
+    return {status: {"model": body} for status in (401, 404, 413, 422, 429, 500, 503, 504)}
 
 
 def _cut(top_n: int | None, documents: int) -> int | None:
@@ -258,15 +259,17 @@ def create_app(config: GatewayConfig) -> FastAPI:
         texts = body.texts if tei else body.documents  # type: ignore[union-attr]
         top_n = None if tei else _cut(body.top_n, len(texts))  # type: ignore[union-attr]
         activation = "raw" if body.raw_scores else "sigmoid"
+        model = None if tei else body.model  # type: ignore[union-attr]
         hits: Ranking = await gateway.call(
-            request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation=activation, timeout=t))
+            request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation=activation, timeout=t,
+                                           model=model))
         headers = _timing_headers(hits.usage, started, len(body.query) * len(texts) + sum(map(len, texts)))
         if tei:
             return _json([{"index": h.index, "score": h.score, **({"text": texts[h.index]} if body.return_text else {})}
                           for h in hits], headers=headers)
         tokens = hits.usage.tokens if hits.usage is not None else 0
         return _json({"object": "rerank", "id": f"rerankpool-{uuid.uuid4()}", "created": int(time.time()),
-                      "model": await gateway.served_model() or body.model or "",
+                      "model": model or await gateway.default_model() or "",
                       "results": [{"index": h.index, "relevance_score": h.score,
                                    "document": texts[h.index] if body.return_documents else None}  # type: ignore
                                   for h in hits],
@@ -281,7 +284,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         started = time.perf_counter()
         top_n = _cut(body.top_n, len(body.documents))
         hits: Ranking = await gateway.call(
-            request, lambda c, t: c.rerank(body.query, body.documents, top_k=top_n, activation="sigmoid", timeout=t))
+            request, lambda c, t: c.rerank(body.query, body.documents, top_k=top_n, activation="sigmoid", timeout=t,
+                                           model=body.model))
         results = [{"index": h.index, "relevance_score": h.score,
                     **({"document": {"text": body.documents[h.index]}} if body.return_documents else {})}
                    for h in hits]
@@ -298,12 +302,13 @@ def create_app(config: GatewayConfig) -> FastAPI:
         texts = [v1_text(d, body.rank_fields) for d in body.documents]
         top_n = _cut(body.top_n, len(texts))
         hits: Ranking = await gateway.call(
-            request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation="sigmoid", timeout=t))
+            request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation="sigmoid", timeout=t,
+                                           model=body.model))
         results = [{"index": h.index, "relevance_score": h.score, **({"document": _v1_document(body.documents[h.index])}
                                                                       if body.return_documents else {})}
                    for h in hits]
         tokens = hits.usage.tokens if hits.usage is not None else 0
-        reply = {"id": str(uuid.uuid4()), "model": await gateway.served_model() or body.model or "",
+        reply = {"id": str(uuid.uuid4()), "model": body.model or await gateway.default_model() or "",
                  "results": results, "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
                  "meta": _meta("1", len(texts))}
         return _json(reply, headers=_timing_headers(hits.usage, started, sum(map(len, texts))))
@@ -318,7 +323,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, body.documents, top_k=_cut(body.top_k, len(body.documents)),
                                            return_documents=body.return_documents, activation=body.activation,
-                                           timeout=t))
+                                           timeout=t, model=body.model))
         results = [{"index": h.index, "score": h.score, "document": h.document} for h in hits]
         return _json({"results": results, "usage": _usage(hits.usage)},
                      headers=_timing_headers(hits.usage, started, sum(map(len, body.documents))))
@@ -329,7 +334,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         """``Client.score`` over HTTP: the scores of (query, document) pairs, in input order."""
         started = time.perf_counter()
         scores: Scores = await gateway.call(
-            request, lambda c, t: c.score(body.pairs, activation=body.activation, timeout=t))
+            request, lambda c, t: c.score(body.pairs, activation=body.activation, timeout=t, model=body.model))
         return _json({"scores": list(scores), "usage": _usage(scores.usage)},
                      headers=_timing_headers(scores.usage, started, sum(len(d) for _, d in body.pairs)))
 
@@ -337,17 +342,23 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.get("/health", response_model=S.Health, tags=["operations"], responses={503: {"model": S.Health}})
     async def health() -> Response:
-        """200 while at least one live worker serves the model; 503 otherwise (for load balancers and probes)."""
+        """200 while a live worker serves the default model; 503 otherwise (for load balancers and probes).
+        ``models`` gives each served model's live workers, for a check of one model."""
         assert gateway.client is not None
         try:
+            models = await gateway.client.models(timeout=config.health_timeout_s)
             pong = await gateway.client.ping(timeout=config.health_timeout_s)
         except RerankPoolError as exc:
             return _json({"status": "unavailable", "workers": 0, "model": None,
                           "message": f"the broker at {config.connect} did not answer: {exc}"}, 503)
-        workers, draining = int(pong.get("workers", 0)), bool(pong.get("draining"))
-        ok = workers > 0 and not draining
-        message = None if ok else ("the broker is shutting down" if draining else "no live worker serves the model")
-        return _json({"status": "ok" if ok else "unavailable", "workers": workers, "model": pong.get("model"),
+        default = next((m for m in models if m.default), None)
+        draining = bool(pong.get("draining"))
+        ok = default is not None and default.workers > 0 and not draining
+        message = None if ok else ("the broker is shutting down" if draining else
+                                   f"no live worker serves the default model {default.name!r}" if default else
+                                   "no worker has registered with the broker")
+        return _json({"status": "ok" if ok else "unavailable", "workers": sum(m.workers for m in models),
+                      "model": default.name if default else None, "models": {m.name: m.workers for m in models},
                       "message": message}, 200 if ok else 503)
 
     @app.get("/info", dependencies=guarded, tags=["operations"])
@@ -391,23 +402,28 @@ def _serve_docs(app: FastAPI) -> None:
 
 
 def info_body(stats: dict[str, Any], config: GatewayConfig) -> dict[str, Any]:
-    """``/info``: TEI's fields for the first model, then the pool's models, the families each engine serves,
-    the limits and the version."""
-    models: dict[str, dict[str, Any]] = {}
+    """``/info``: TEI's fields for the default model, then the pool's models (the default first; one whose
+    workers are all gone stays, with 0), the families each engine serves, the limits and the version."""
+    models: dict[str, dict[str, Any]] = {
+        m["name"]: {"name": m["name"], "label": m["label"], "default": m["default"], "workers": 0,
+                    "queued_pairs": m["queued_pairs"], "engines": set(), "devices": set(), "dtypes": set(),
+                    "max_length": None}
+        for m in stats["models"]
+    }
     for w in stats["workers"]:
-        m = models.setdefault(w["model"], {"name": w["model"], "label": w["label"], "workers": 0, "engines": set(),
-                                           "devices": set(), "dtypes": set(), "max_length": w["max_length"]})
+        m = models[w["model"]]
         m["workers"] += 1
         m["engines"].add(w["engine"])
         m["devices"].add(w["device"])
         m["dtypes"].add(w["dtype"])
+        m["max_length"] = w["max_length"]
     listed = [{**m, **{k: sorted(m[k]) for k in ("engines", "devices", "dtypes")}} for m in models.values()]
     first = listed[0] if listed else None
     limits = stats["limits"]
     return {
         "model_id": first["name"] if first else None,
         "model_sha": None,
-        "model_dtype": first["dtypes"][0] if first else None,
+        "model_dtype": first["dtypes"][0] if first and first["dtypes"] else None,
         "model_type": {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}},
         "max_concurrent_requests": None,
         "max_input_length": first["max_length"] if first else None,

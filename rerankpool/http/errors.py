@@ -28,6 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.UNKNOWN_OP: 500,  # the gateway sent what the broker does not know: a version mismatch
     ErrorCode.UNSUPPORTED_VERSION: 500,
     ErrorCode.DUPLICATE_ID: 500,
+    ErrorCode.UNKNOWN_MODEL: 404,  # never served here (a served model whose workers are gone: no_workers, 503)
     UNAUTHORIZED: 401,
     NOT_FOUND: 404,
     BROKER_UNREACHABLE: 503,

@@ -76,24 +76,29 @@ class _PoolCollector:
             return
         s = self.stats
         m = s["metrics"]
-        requests = CounterMetricFamily(PREFIX + "requests", "requests answered by the broker, by op and outcome "
-                                       "(ok, or the error code)", labels=["op", "outcome"])
+        requests = CounterMetricFamily(PREFIX + "requests", "requests answered by the broker, by op, outcome "
+                                       "(ok, or the error code) and model (\"\" before one was resolved)",
+                                       labels=["op", "outcome", "model"])
         overloaded = 0
         for row in m["requests"]:
-            requests.add_metric([row["op"], row["outcome"]], row["count"])
+            requests.add_metric([row["op"], row["outcome"], row.get("model", "")], row["count"])
             overloaded += row["count"] if row["outcome"] == "overloaded" else 0
         yield requests
         yield _counter("overload_refusals", "requests refused at once because the queue bound was reached",
                        overloaded)
-        queued = GaugeMetricFamily(PREFIX + "queued_pairs", "pairs waiting in the broker's queue, by length bucket "
-                                   "(upper bound in estimated tokens)", labels=["bucket"])
-        for bucket, depth in s["queue_buckets"].items():
-            queued.add_metric([bucket], depth)
-        yield queued
+        queued = GaugeMetricFamily(PREFIX + "queued_pairs", "pairs waiting in the broker's queue, by model and "
+                                   "length bucket (upper bound in estimated tokens)", labels=["model", "bucket"])
+        workers = GaugeMetricFamily(PREFIX + "workers_live", "workers registered with the broker and answering "
+                                    "heartbeats, by model", labels=["model"])
+        scored = CounterMetricFamily(PREFIX + "pairs_scored", "pairs scored by the pool, by model", labels=["model"])
+        for model in s["models"]:
+            for bucket, depth in model["queue_buckets"].items():
+                queued.add_metric([model["name"], bucket], depth)
+            workers.add_metric([model["name"]], model["workers"])
+            scored.add_metric([model["name"]], model["pairs_scored"])
+        yield from (queued, workers, scored)
         yield _gauge("requests_in_flight", "scoring requests admitted and not yet answered", s["requests_in_flight"])
         yield _gauge("batches_in_flight", "batches sent to workers and not yet answered", s["batches_in_flight"])
-        yield _gauge("workers_live", "workers registered with the broker and answering heartbeats", len(s["workers"]))
-        yield _counter("pairs_scored", "pairs scored by the pool", s["pairs_scored"])
         yield _counter("batches_requeued", "batches retried after their worker died or failed them",
                        s["batches_requeued"])
         yield _counter("workers_lost", "workers declared dead after missing their heartbeats", s["workers_lost"])

@@ -50,7 +50,7 @@ class InfinityRerankRequest(_Lenient):
     raw_scores: bool | None = False
     return_documents: bool | None = False
     top_n: int | None = Field(None, ge=1, description="return only the best top_n")
-    model: str | None = None
+    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
 
 
 class TEIRank(BaseModel):
@@ -85,7 +85,7 @@ class TEIError(BaseModel):
 class CohereV2RerankRequest(_Lenient):
     """Cohere's ``POST /v2/rerank``: documents are strings."""
 
-    model: str | None = Field(None, description="echoed back; the pool serves its own model")
+    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
     query: str
     documents: list[str] = Field(min_length=1)
     top_n: int | None = Field(None, ge=1, description="return only the best top_n results")
@@ -140,7 +140,7 @@ class V1RerankRequest(_Lenient):
     all its fields so.
     """
 
-    model: str | None = None
+    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
     query: str
     documents: list[Union[str, dict[str, Any]]] = Field(min_length=1)
     top_n: int | None = Field(None, ge=1)
@@ -181,6 +181,7 @@ class PoolRerankRequest(_Strict):
     top_k: int | None = Field(None, ge=1)
     return_documents: bool = False
     activation: Literal["raw", "sigmoid"] = "raw"
+    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
 
 
 
@@ -189,6 +190,7 @@ class PoolScoreRequest(_Strict):
 
     pairs: list[tuple[str, str]] = Field(min_length=1)
     activation: Literal["raw", "sigmoid"] = "raw"
+    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
 
 
 class PoolUsage(BaseModel):
@@ -226,5 +228,6 @@ class PoolError(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     workers: int
-    model: str | None
+    model: str | None = Field(description="the default model: requests that name none go to it")
+    models: dict[str, int] = Field(default_factory=dict, description="each served model's live workers")
     message: str | None = None

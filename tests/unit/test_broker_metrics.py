@@ -18,13 +18,15 @@ def test_histogram_puts_each_value_in_the_first_bucket_that_holds_it():
     assert h.as_dict() == {"bounds": [1.0, 2.0], "counts": [2, 2, 1], "sum": 14.0}
 
 
-def test_outcomes_are_counted_by_op():
+def test_outcomes_are_counted_by_op_and_model():
     m = PoolMetrics()
-    m.outcome("rerank", "ok")
-    m.outcome("rerank", "ok")
+    m.outcome("rerank", "ok", "a")
+    m.outcome("rerank", "ok", "a")
+    m.outcome("rerank", "ok", "b")
     m.outcome("score", "overloaded")
-    assert m.as_dict()["requests"] == [{"op": "rerank", "outcome": "ok", "count": 2},
-                                       {"op": "score", "outcome": "overloaded", "count": 1}]
+    assert m.as_dict()["requests"] == [{"op": "rerank", "outcome": "ok", "model": "a", "count": 2},
+                                       {"op": "rerank", "outcome": "ok", "model": "b", "count": 1},
+                                       {"op": "score", "outcome": "overloaded", "model": "", "count": 1}]
 
 
 def worker_info() -> WorkerInfo:

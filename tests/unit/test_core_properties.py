@@ -1,8 +1,9 @@
 """Property tests of the whole broker logic (BrokerCore) under any order of events.
 
-Hypothesis draws batching limits, requests, worker joins, deaths and result
-orders. Whatever it draws, every request is answered exactly once, every pair's
-score is taken exactly once, and each score is the one computed for that pair.
+Hypothesis draws batching limits, requests for two models (or the default one), worker
+joins for either model, deaths and result orders. Whatever it draws, every request is
+answered exactly once, every pair's score is taken exactly once, and each score is the
+one computed for that pair by a worker of the model the request named.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from rerankpool.broker.registry import LivenessConfig
 from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request, WorkerInfo
 
 
-def pair_score(query: str, doc: str) -> float:
-    return zlib.crc32(f"{query}|{doc}".encode()) / 2**32
+MODELS = ("a", "b")
 
 
-def info(capacity: int, packed: bool = False) -> WorkerInfo:
-    return WorkerInfo("m", "m", "null", "cpu", "float32", capacity, 0, "sim", 512, packed)
+def pair_score(query: str, doc: str, model: str = "m") -> float:
+    """What a worker of ``model`` scores a pair: each model scores every pair differently."""
+    return zlib.crc32(f"{model}|{query}|{doc}".encode()) / 2**32
+
+
+def info(capacity: int, packed: bool = False, model: str = "m") -> WorkerInfo:
+    return WorkerInfo(model, model, "null", "cpu", "float32", capacity, 0, "sim", 512, packed)
 
 
 configs = st.builds(
@@ -36,14 +41,16 @@ configs = st.builds(
     split_min=st.sampled_from([0, 1, 3, 8]),
 )
 docs = st.lists(st.text(alphabet="abc ", min_size=0, max_size=300), min_size=1, max_size=15)
-requests = st.lists(st.tuples(st.sampled_from([OP_RERANK, OP_SCORE]), docs, st.integers(1, 3)), min_size=1, max_size=8)
+# op, docs, queries, model (an index into MODELS once a worker of it has joined; None: the default)
+requests = st.lists(st.tuples(st.sampled_from([OP_RERANK, OP_SCORE]), docs, st.integers(1, 3),
+                              st.sampled_from([None, 0, 1])), min_size=1, max_size=8)
 actions = st.lists(
     st.one_of(
         st.tuples(st.just("submit")),
         st.tuples(st.just("advance"), st.floats(0, 0.05)),
         st.tuples(st.just("complete"), st.integers(0, 50), st.integers(0, 50)),
         st.tuples(st.just("kill"), st.integers(0, 50)),
-        st.tuples(st.just("join"), st.integers(2, 4), st.booleans()),  # capacity, packs its tokens
+        st.tuples(st.just("join"), st.integers(2, 4), st.booleans(), st.sampled_from(MODELS)),  # capacity, packs
     ),
     max_size=80,
 )
@@ -58,26 +65,33 @@ class Simulation:
         self.dead: list[bytes] = []
         self.held: dict[bytes, list] = {}  # batches a worker holds, dead ones included (late replies)
         self.answers: dict[tuple, list] = {}
-        self.expected: dict[tuple, np.ndarray] = {}
+        self.pairs: dict[tuple, tuple[list[str], list[str], str | None]] = {}  # per request: queries, docs, model
+        self.model_of: dict[bytes, str] = {}
         self._ids = 0
 
-    def join(self, capacity: int, packed: bool = False) -> None:
+    def join(self, capacity: int, packed: bool = False, model: str = MODELS[0]) -> None:
         ident = f"w{len(self.live) + len(self.dead)}".encode()
-        assert self.core.register(ident, info(capacity, packed), self.now) is None
+        assert self.core.register(ident, info(capacity, packed, model), self.now) is None
         self.live.append(ident)
         self.held[ident] = []
+        self.model_of[ident] = model
 
-    def submit(self, op: str, texts: list[str], n_queries: int) -> None:
+    def submit(self, op: str, texts: list[str], n_queries: int, model: int | None = None) -> None:
         self._ids += 1
         queries = [f"query {i}" for i in range(n_queries if op == OP_SCORE else 1)]
         index = [i % len(queries) for i in range(len(texts))] if len(queries) > 1 else None
-        req = Request(self._ids, op, queries, index, texts)
+        name = MODELS[model] if model is not None and MODELS[model] in self.core.models else None
+        req = Request(self._ids, op, queries, index, texts, model=name)
         key = (b"client", self._ids)
-        self.expected[key] = np.array(
-            [pair_score(queries[req.query_of(i)], d) for i, d in enumerate(texts)], np.float32
-        )
+        self.pairs[key] = ([queries[req.query_of(i)] for i in range(len(texts))], texts, name)
         self.answers[key] = []
         assert self.core.admit(key, req, self.now) is None
+
+    def expected(self, key: tuple) -> np.ndarray:
+        """The request's scores by its model: the one it named, else the default (the first to join)."""
+        queries, texts, model = self.pairs[key]
+        model = model or self.core.default_model
+        return np.array([pair_score(q, d, model) for q, d in zip(queries, texts)], np.float32)
 
     def step(self) -> None:
         for ident in self.live:
@@ -88,6 +102,7 @@ class Simulation:
         for worker, batch in self.core.dispatch(self.now):
             assert worker.identity in self.live
             assert len(worker.in_flight) <= worker.info.capacity
+            assert batch.model == self.model_of[worker.identity]  # a batch goes to a worker of its model only
             self.held[worker.identity].append(batch)
 
     def complete(self, w: int, b: int) -> None:
@@ -96,7 +111,7 @@ class Simulation:
             return
         ident = holders[w % len(holders)]
         batch = self.held[ident].pop(b % len(self.held[ident]))
-        scores = np.array([pair_score(p.query, p.doc) for p in batch.pairs], np.float32)
+        scores = np.array([pair_score(p.query, p.doc, self.model_of[ident]) for p in batch.pairs], np.float32)
         _, outcomes = self.core.on_result(ident, batch.id, scores, self.now)
         for outcome in outcomes:
             self.answers[outcome.key].append(outcome)
@@ -107,8 +122,9 @@ class Simulation:
             self.now += 3.5  # past the liveness window: the next step purges it
 
     def finish(self) -> None:
-        if not self.live:
-            self.join(2)
+        for model in self.core.models or [MODELS[0]]:  # a worker for every model that has requests to serve
+            if not any(self.model_of[i] == model for i in self.live):
+                self.join(2, model=model)
         for _ in range(10_000):
             self.step()
             # Done when every request is answered and the live workers have returned what they
@@ -116,7 +132,8 @@ class Simulation:
             if not len(self.core.requests) and not any(self.held[i] for i in self.live):
                 return
             if any(self.held[i] for i in self.live):
-                self.complete(0, 0) if self.held[self.live[0]] else self.complete(1, 0)
+                self.complete(next(k for k, i in enumerate(i for i in self.held if self.held[i])
+                                   if i in self.live), 0)
             else:
                 self.now += 0.01
         raise AssertionError("simulation did not finish")
@@ -139,7 +156,7 @@ def test_every_request_answered_once_with_its_own_scores(batching, reqs, events,
         elif action[0] == "kill":
             sim.kill(action[1])
         elif action[0] == "join":
-            sim.join(action[1], action[2])
+            sim.join(action[1], action[2], action[3])
         sim.step()
     for req in pending:
         sim.submit(*req)
@@ -150,7 +167,7 @@ def test_every_request_answered_once_with_its_own_scores(batching, reqs, events,
     for key, answers in sim.answers.items():
         assert len(answers) == 1, f"request {key} answered {len(answers)} times"
         if answers[0].ok:
-            np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+            np.testing.assert_array_equal(answers[0].scores, sim.expected(key))
         else:  # only a pair that was alone in batches that died max_pair_failures times
             assert answers[0].error_code == ErrorCode.WORKER_ERROR and "made the model fail" in answers[0].error_message
     if not sim.dead:
@@ -178,7 +195,7 @@ def test_with_deadlines_each_request_gets_scores_or_one_timeout(batching, reqs, 
     for key, answers in sim.answers.items():
         assert len(answers) == 1
         if answers[0].ok:
-            np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+            np.testing.assert_array_equal(answers[0].scores, sim.expected(key))
         else:
             assert answers[0].error_code == ErrorCode.TIMEOUT
 
@@ -188,7 +205,7 @@ def test_overload_is_refused_at_once_and_nothing_is_queued():
     assert core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 4), 0.0) is None
     code, message = core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"] * 2), 0.0)
     assert code == ErrorCode.OVERLOADED and "limit 5" in message
-    assert len(core.batcher) == 4 and len(core.requests) == 1
+    assert core.queued_pairs == 4 and len(core.requests) == 1
 
 
 def test_no_workers_at_deadline_says_so():
@@ -214,11 +231,66 @@ def test_a_restarted_broker_discards_results_of_the_old_ones_batches():
     assert batch is sent[1] and list(outcome.scores) == [1.0, 1.0, 1.0]
 
 
-def test_worker_for_another_model_is_refused():
+def test_a_model_never_served_is_refused_naming_the_served_ones():
     core = BrokerCore()
-    assert core.register(b"a", info(2), 0.0) is None
-    other = WorkerInfo("other-model", "x", "torch", "cpu", "float32", 2, 1, "h", 512)
-    assert "mix scores" in core.register(b"b", other, 0.0)
+    code, message = core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"], model="a"), 0.0)
+    assert code == ErrorCode.UNKNOWN_MODEL and "none yet" in message
+    for ident, model in ((b"w1", "a"), (b"w2", "b")):
+        assert core.register(ident, info(2, model=model), 0.0) is None
+    code, message = core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"], model="c"), 0.0)
+    assert code == ErrorCode.UNKNOWN_MODEL and "served: 'a', 'b'" in message
+    assert core.queued_pairs == 0 and len(core.requests) == 0
+    assert core.counters.metrics.requests == {("score", ErrorCode.UNKNOWN_MODEL, ""): 2}  # no label for "c"
+
+
+def test_requests_that_name_no_model_go_to_the_first_one_served():
+    core = BrokerCore()
+    assert core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 3), 0.0) is None  # before any worker
+    core.register(b"w1", info(2, model="b"), 0.0)
+    core.register(b"w2", info(2, model="a"), 0.0)
+    assert core.default_model == "b" and core.models == ["b", "a"]
+    core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"]), 0.0)
+    sends = core.dispatch(0.0)
+    assert {(w.identity, b.model) for w, b in sends} == {(b"w1", "b")}
+    assert sum(len(b.pairs) for _, b in sends) == 4 and core.queued_pairs == 0
+
+
+def test_a_models_last_worker_dying_leaves_its_requests_waiting_until_their_deadline():
+    """Its queued and in-flight pairs wait for a worker of that model: one that comes in time serves them;
+    else the request gets no_workers naming the model, and the other model's requests are untouched."""
+    one_request_a_batch = BatchingConfig(max_batch=2, bucket_edges=(512,))
+    core = BrokerCore(CoreConfig(batching=one_request_a_batch, request_timeout_ms=1000, liveness=LivenessConfig(1.0, 3)))
+    core.register(b"a1", info(1, model="a"), 0.0)
+    core.register(b"b1", info(1, model="b"), 0.0)
+    for rid, model in ((1, "a"), (2, "a"), (3, "b")):
+        assert core.admit((b"c", rid), Request(rid, OP_SCORE, ["q"], None, ["d"] * 2, model=model), 0.0) is None
+    sent = {b.model: (w, b) for w, b in core.dispatch(0.0)}
+    core.remove_worker(b"a1")  # said bye mid-batch: its batch goes back to model a's queue
+    assert core.dispatch(0.1) == [] and core.lanes["a"].queued_pairs == 4
+    _, [ok] = core.on_result(b"b1", sent["b"][1].id, np.ones(2, np.float32), 0.2)
+    assert ok.ok and ok.key == (b"c", 3)
+    core.register(b"a2", info(1, model="a"), 0.5)  # a worker for a comes back in time
+    [(worker, batch)] = core.dispatch(0.5)
+    assert worker.identity == b"a2" and batch.model == "a"
+    _, outcomes = core.on_result(b"a2", batch.id, np.ones(len(batch.pairs), np.float32), 0.6)
+    served = {o.key for o in outcomes}
+    core.remove_worker(b"a2")
+    late = [o for o in core.expire(1.5) if o.key not in served]
+    assert late and all(o.error_code == ErrorCode.NO_WORKERS and "model 'a'" in o.error_message for o in late)
+
+
+def test_the_queue_bound_applies_per_model_as_well_as_overall():
+    core = BrokerCore(CoreConfig(max_queued_pairs=10))
+    core.register(b"a1", info(2, model="a"), 0.0)
+    core.register(b"b1", info(2, model="b"), 0.0)
+    assert core.per_model_bound() == 5
+    assert core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"] * 5, model="a"), 0.0) is None
+    code, message = core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"], model="a"), 0.0)
+    assert code == ErrorCode.OVERLOADED and "for model 'a' (limit 5 a model)" in message
+    assert core.admit((b"c", 3), Request(3, OP_SCORE, ["q"], None, ["d"] * 5, model="b"), 0.0) is None
+    one = BrokerCore(CoreConfig(max_queued_pairs=10))
+    one.register(b"a1", info(2, model="a"), 0.0)
+    assert one.per_model_bound() == 10  # one model: the overall bound
 
 
 def test_idle_worker_is_served_at_once_busy_workers_wait_for_full_batches():
@@ -272,7 +344,7 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
     sim.join(2)
     for req in reqs:
         sim.submit(*req)
-    all_pairs = [(key, i) for key, scores in sim.expected.items() for i in range(len(scores))]
+    all_pairs = [(key, i) for key, (_, texts, _) in sim.pairs.items() for i in range(len(texts))]
     poison_key, poison_index = all_pairs[poison_at % len(all_pairs)]
     for _ in range(10_000):
         sim.step()
@@ -286,7 +358,7 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
         if any(p.key == poison_key and p.index == poison_index for p in batch.pairs):
             outcomes = sim.core.on_failed(holder, batch.id, "ValueError: bad doc")
         else:
-            scores = np.array([pair_score(p.query, p.doc) for p in batch.pairs], np.float32)
+            scores = np.array([pair_score(p.query, p.doc, sim.model_of[holder]) for p in batch.pairs], np.float32)
             outcomes = sim.core.on_result(holder, batch.id, scores, sim.now)[1]
         for outcome in outcomes:
             sim.answers[outcome.key].append(outcome)
@@ -297,7 +369,7 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
             assert f"document {poison_index} made the model fail" in answers[0].error_message
         else:
             assert answers[0].ok
-            np.testing.assert_array_equal(answers[0].scores, sim.expected[key])
+            np.testing.assert_array_equal(answers[0].scores, sim.expected(key))
 
 
 def test_a_worker_dying_with_several_batches_blames_none_and_retries_each_alone():
@@ -328,13 +400,14 @@ def test_a_worker_dying_with_several_batches_blames_none_and_retries_each_alone(
 
 def test_batches_are_priced_for_packing_only_while_every_live_worker_packs():
     core = BrokerCore(CoreConfig(liveness=LivenessConfig(1.0, 3)))
-    assert not core.batcher.packed
     core.register(b"gpu1", info(2, packed=True), 0.0)
-    assert core.batcher.packed and core.batcher.max_pairs == 256
+    batcher = core.lanes["m"].batcher
+    assert batcher.packed and batcher.max_pairs == 256
     core.register(b"cpu", info(2, packed=False), 0.0)
-    assert not core.batcher.packed and core.batcher.max_pairs == 64
+    assert not batcher.packed and batcher.max_pairs == 64
+    core.register(b"other", info(2, packed=False, model="other"), 0.0)  # another model's workers do not count
     core.remove_worker(b"cpu")
-    assert core.batcher.packed
+    assert batcher.packed and not core.lanes["other"].batcher.packed
     core.register(b"gpu2", info(2, packed=True), 2.0)
     core.purge(3.5)  # gpu1's heartbeats stopped at 0.0: dead; gpu2 still packs
-    assert list(core.workers)[0].identity == b"gpu2" and core.batcher.packed
+    assert [w.identity for w in core.workers.serving("m")] == [b"gpu2"] and batcher.packed

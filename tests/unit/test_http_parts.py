@@ -60,23 +60,29 @@ STATS = {
                 {"model": "m", "label": "m (test)", "engine": "onnx", "device": "cpu", "dtype": "int8",
                  "max_length": 512}],
     "limits": {"max_docs": 10, "max_doc_chars": 100, "max_query_chars": 50, "max_message_bytes": 1000},
-    "version": "9.9", "host": "h", "uptime_s": 1.0, "queue_buckets": {"32": 3, "512": 0},
+    "version": "9.9", "host": "h", "uptime_s": 1.0,
+    "models": [{"name": "m", "default": True, "workers": 2, "queued_pairs": 3, "label": "m (test)", "engines": [],
+                "pairs_scored": 40, "queue_buckets": {"32": 3, "512": 0}},
+               {"name": "gone", "default": False, "workers": 0, "queued_pairs": 0, "label": "gone (test)",
+                "engines": [], "pairs_scored": 7, "queue_buckets": {"512": 0}}],
     "requests_in_flight": 1, "batches_in_flight": 2, "pairs_scored": 40, "batches_requeued": 1, "workers_lost": 0,
 }
 
 
 def test_info_lists_models_with_their_workers_and_tei_fields():
+    """TEI's fields describe the default model; a model whose workers are all gone is still listed, with 0."""
     info = info_body(STATS, GatewayConfig())
     assert info["model_id"] == "m" and info["max_client_batch_size"] == 10 and info["version"] == "9.9"
-    [model] = info["models"]
+    model, gone = info["models"]
     assert model["workers"] == 2 and model["engines"] == ["onnx", "torch"] and model["dtypes"] == ["float32", "int8"]
+    assert model["default"] and (gone["name"], gone["workers"], gone["default"]) == ("gone", 0, False)
     families = {f["family"]: f["engines"] for f in info["families"]}
-    assert families["xlm-roberta"] == ("torch", "onnx") and families["llm"] == ("torch",)
+    assert families["xlm-roberta"] == ("torch", "onnx", "mlx") and families["llm"] == ("torch",)
 
 
 def test_pool_metrics_render_as_prometheus_families():
     m = PoolMetrics()
-    m.outcome("rerank", "ok")
+    m.outcome("rerank", "ok", "m")
     m.outcome("score", "overloaded")
     m.batch_done(4, real_tokens=90, padded_tokens=120, queue_s=0.001, tokenize_s=0.002, inference_s=0.004)
     m.request_done(0.02)
@@ -85,14 +91,17 @@ def test_pool_metrics_render_as_prometheus_families():
     registry = CollectorRegistry()
     registry.register(_PoolCollector({**STATS, "metrics": m.as_dict()}))
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
-    assert families["rerankpool_workers_live"].samples[0].value == 2
+    assert {s.labels["model"]: s.value for s in families["rerankpool_workers_live"].samples} == {"m": 2, "gone": 0}
+    assert {s.labels["model"]: s.value for s in families["rerankpool_pairs_scored"].samples} == {"m": 40, "gone": 7}
+    assert {(s.labels["op"], s.labels["model"]) for s in families["rerankpool_requests"].samples} == \
+        {("rerank", "m"), ("score", "")}
     assert families["rerankpool_overload_refusals"].samples[0].value == 1
     assert families["rerankpool_padding_ratio"].samples[0].value == pytest.approx(0.25)
     buckets = {s.labels["le"]: s.value for s in families["rerankpool_batch_size_pairs"].samples
                if s.name.endswith("_bucket")}
     assert buckets["2.0"] == 0 and buckets["4.0"] == 1 and buckets["+Inf"] == 1  # cumulative, as Prometheus wants
-    queued = {s.labels["bucket"]: s.value for s in families["rerankpool_queued_pairs"].samples}
-    assert queued == {"32": 3, "512": 0}
+    queued = {(s.labels["model"], s.labels["bucket"]): s.value for s in families["rerankpool_queued_pairs"].samples}
+    assert queued == {("m", "32"): 3, ("m", "512"): 0, ("gone", "512"): 0}
     registry = CollectorRegistry()
     registry.register(_PoolCollector(None))
     assert "rerankpool_broker_up 0.0" in generate_latest(registry).decode()

@@ -19,24 +19,24 @@ def test_pick_prefers_least_loaded_then_least_recently_used():
     reg = WorkerRegistry()
     reg.register(b"a", info(), 0.0)
     reg.register(b"b", info(), 0.0)
-    first = reg.pick()
+    first = reg.pick("m")
     reg.assign(first, batch(1), now=1.0)
-    second = reg.pick()
+    second = reg.pick("m")
     assert second.identity != first.identity
     reg.assign(second, batch(2), now=2.0)
-    assert reg.pick().identity == first.identity  # both hold 1; a was used longer ago
+    assert reg.pick("m").identity == first.identity  # both hold 1; a was used longer ago
 
 
 def test_credit_is_never_exceeded():
     reg = WorkerRegistry()
     reg.register(b"a", info(capacity=2), 0.0)
-    w = reg.pick()
+    w = reg.pick("m")
     reg.assign(w, batch(1), 0.0)
     reg.assign(w, batch(2), 0.0)
-    assert reg.pick() is None
-    assert reg.pick(idle_only=True) is None
+    assert reg.pick("m") is None
+    assert reg.pick("m", idle_only=True) is None
     assert reg.complete(b"a", 1) is not None
-    assert reg.pick() is w and reg.pick(idle_only=True) is None
+    assert reg.pick("m") is w and reg.pick("m", idle_only=True) is None
 
 
 def test_dead_worker_is_purged_with_its_batches():
@@ -79,4 +79,14 @@ def test_draining_worker_gets_no_more_batches():
     reg = WorkerRegistry()
     reg.register(b"a", info(), 0.0)
     reg.get(b"a").draining = True
-    assert reg.pick() is None
+    assert reg.pick("m") is None
+
+
+def test_pick_and_idle_count_see_only_the_models_workers():
+    reg = WorkerRegistry()
+    reg.register(b"a", info(model="a"), 0.0)
+    reg.register(b"b", info(model="b"), 0.0)
+    assert reg.pick("a").identity == b"a" and reg.pick("b").identity == b"b" and reg.pick("c") is None
+    reg.assign(reg.pick("a"), batch(1), now=1.0)
+    assert reg.idle_count("a") == 0 and reg.idle_count("b") == 1
+    assert [w.identity for w in reg.serving("b")] == [b"b"]
