@@ -53,6 +53,8 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
             liveness=LivenessConfig(args.heartbeat_interval_s, args.liveness),
             request_timeout_ms=args.request_timeout_ms,
             max_queued_pairs=args.max_queued_pairs,
+            max_queued_pairs_per_model=args.max_queued_pairs_per_model,
+            default_model=args.default_model,
         ),
         limits=Limits(args.max_docs, args.max_doc_chars, Limits().max_query_chars, args.max_message_bytes),
         expect_workers=expect_workers,
@@ -60,29 +62,55 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
     )
 
 
+def model_specs(args: argparse.Namespace) -> list:
+    """The ``--model`` flags as ``ModelSpec``s (the default model when none is given)."""
+    from rerankpool.models import DEFAULT_MODEL
+    from rerankpool.worker.config import ModelSpec
+
+    try:
+        specs = [ModelSpec.parse(text) for text in args.model or [DEFAULT_MODEL]]
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--model names a model twice ({', '.join(names)}): give each once, with workers=N")
+    return specs
+
+
 def worker_pool(args: argparse.Namespace, connect: str, security=None):
+    """The worker processes of every ``--model``: each model's own count, device, engine and dtype, else the
+    command's flags; one device process per (device, model) where the model runs in one."""
     from rerankpool.worker.config import WorkerConfig
     from rerankpool.worker.supervisor import WorkerSupervisor, with_device_processes, worker_configs
 
-    n = args.workers
-    if n < 1:
+    if args.workers < 1:
         raise SystemExit("--workers must be >= 1")
-    devices = [f"cuda:{d.strip()}" for d in args.devices.split(",")] if args.devices else None
-    threads = worker_threads(args, n, args.device)
-    base = WorkerConfig(
-        connect=connect, model=args.model, engine=args.engine, device=args.device, dtype=args.dtype,
-        max_length=args.max_length, capacity=args.capacity, threads=threads, compile=args.compile,
-        packed=args.packed, cuda_graphs=args.cuda_graphs, fast_tokenizer=args.fast_tokenizer, warmup=args.warmup,
-        instruction=args.instruction,
-        heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
-        security=security,
-    )
-    configs = worker_configs(base, n, devices)
-    on_cuda = bool(devices) or args.device.startswith("cuda")
-    if not (args.device_process if args.device_process is not None else on_cuda and args.engine == "torch"):
+    specs = model_specs(args)
+    total = sum(int(s.get("workers", args.workers)) for s in specs)
+    configs, device_run = [], []
+    for spec in specs:
+        device = str(spec.get("device", args.device))
+        engine = str(spec.get("engine", args.engine))
+        devices = [f"cuda:{d.strip()}" for d in args.devices.split(",")] if args.devices and "device" not in \
+            spec.settings else None
+        base = WorkerConfig(
+            connect=connect, model=spec.name, engine=engine, device=device, dtype=str(spec.get("dtype", args.dtype)),
+            max_length=int(spec.get("max-length", args.max_length)), capacity=args.capacity,
+            threads=worker_threads(args, total, device), compile=args.compile, packed=args.packed,
+            cuda_graphs=args.cuda_graphs, fast_tokenizer=args.fast_tokenizer, warmup=args.warmup,
+            instruction=args.instruction, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
+            security=security,
+        )
+        own = worker_configs(base, int(spec.get("workers", args.workers)), devices, first=len(configs))
+        on_cuda = bool(devices) or device.startswith("cuda")
+        wants_device = args.device_process if args.device_process is not None else on_cuda and engine == "torch"
+        configs += own
+        device_run += [wants_device] * len(own)
+    if not any(device_run):
         return WorkerSupervisor(configs)
-    device_processes, configs = with_device_processes(configs, args.pass_tokens)
-    return WorkerSupervisor(configs, device_processes=device_processes)
+    device_processes, served = with_device_processes([c for c, d in zip(configs, device_run) if d], args.pass_tokens)
+    return WorkerSupervisor([c for c, d in zip(configs, device_run) if not d] + served,
+                            device_processes=device_processes)
 
 
 def _install_drain_handlers(drain, stop) -> None:
@@ -119,7 +147,9 @@ def _local(endpoint: str) -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     from rerankpool.broker.server import Broker
 
-    config = broker_config(args, expect_workers=args.workers)
+    specs = model_specs(args)
+    args.default_model = args.default_model or specs[0].model
+    config = broker_config(args, expect_workers=sum(int(s.get("workers", args.workers)) for s in specs))
     broker = Broker(config)
     logger.info("broker: clients at %s, workers at %s", broker.frontend_endpoint, broker.backend_endpoint)
     local_keys = config.security.local_client() if config.security else None
@@ -183,7 +213,8 @@ def cmd_rerank(args: argparse.Namespace) -> int:
 
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with Client(args.connect, timeout=args.timeout, security=client_security_from_args(args)) as client:
-        hits = client.rerank(args.query, docs, top_k=args.top_k, return_documents=True, activation=args.activation)
+        hits = client.rerank(args.query, docs, top_k=args.top_k, return_documents=True, activation=args.activation,
+                             model=args.model)
     for hit in hits:
         print(f"{hit.score:9.4f}  [{hit.index}]  {hit.document}")
     return 0
@@ -216,6 +247,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rerankpool.models import DEFAULT_MODEL, list_builtin_models
     from rerankpool.models.families import list_families
 
+    if args.connect:
+        from rerankpool import Client
+        from rerankpool.security.cli import client_security_from_args
+
+        with Client(args.connect, timeout=args.timeout, retries=0, security=client_security_from_args(args)) as client:
+            served = client.models(timeout=args.timeout)
+        print(f"Models served at {args.connect}:" if served else f"No model is served at {args.connect} yet.")
+        for m in served:
+            print(f"  {m.name}{' (default)' if m.default else ''}: {m.workers} live worker(s)"
+                  f"{', ' + '; '.join(m.engines) if m.engines else ''}; {m.queued_pairs} pairs queued\n"
+                  f"      {m.label}")
+        return 0
     print("Built-in models (offline):")
     for model in list_builtin_models():
         mark = " (default)" if model.name == DEFAULT_MODEL else ""
@@ -365,6 +408,7 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     rerank.add_argument("--top-k", type=int, default=None)
     rerank.add_argument("--activation", default="raw", choices=("raw", "sigmoid"))
     rerank.add_argument("--timeout", type=float, default=30.0)
+    rerank.add_argument("--model", default=None, help="which of the pool's models (default: the pool's default)")
     rerank.set_defaults(func=cmd_rerank)
 
     stats = sub.add_parser("stats", parents=[client_flags()], help="print a broker's live counters")
@@ -373,7 +417,11 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     stats.add_argument("--timeout", type=float, default=5.0)
     stats.set_defaults(func=cmd_stats)
 
-    models = sub.add_parser("models", help="list the offline built-in models and the model families served")
+    models = sub.add_parser("models", parents=[client_flags()],
+                            help="list the offline built-in models and the model families served; with --connect, "
+                                 "the models a running pool serves and their live workers")
+    models.add_argument("--connect", default=None, help="a broker's frontend endpoint")
+    models.add_argument("--timeout", type=float, default=5.0)
     models.set_defaults(func=cmd_models)
     bench_parser(sub, bench_defaults)
     keys_parser(sub)

@@ -45,6 +45,11 @@ def broker_flags() -> argparse.ArgumentParser:
     g.add_argument("--request-timeout-ms", type=int, default=30_000, help="deadline of requests that name none")
     g.add_argument("--max-queued-pairs", type=int, default=200_000,
                    help="queue bound; beyond it requests get an 'overloaded' error at once")
+    g.add_argument("--max-queued-pairs-per-model", type=int, default=None,
+                   help="queue bound of each model (default: the whole bound with one model, half with several)")
+    g.add_argument("--default-model", default=None,
+                   help="the model of requests that name none (default: the first one a worker serves; "
+                        "`up` makes it its first --model)")
     g.add_argument("--max-docs", type=int, default=lim.max_docs, help="docs per request at most")
     g.add_argument("--max-doc-chars", type=int, default=lim.max_doc_chars)
     g.add_argument("--max-message-bytes", type=int, default=lim.max_message_bytes)
@@ -69,8 +74,10 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     if connect:
         g.add_argument("--connect", default=DEFAULT_BACKEND, help="the broker's backend endpoint")
     g.add_argument("-n", "--workers", type=int, default=1, help="worker processes to start")
-    g.add_argument("--model", default=DEFAULT_MODEL,
-                   help="built-in name (see `rerankpool models`), local directory, or Hugging Face id")
+    g.add_argument("--model", action="append", default=None, metavar="NAME[,KEY=VALUE...]",
+                   help="built-in name (see `rerankpool models`), local directory, or Hugging Face id; repeat it "
+                        "to serve several models (requests choose one by name; the first is the default), each "
+                        f"with its own workers=N, device=D, engine=E, dtype=T, max-length=L (default: {DEFAULT_MODEL})")
     g.add_argument("--engine", default="torch", help="model runtime: torch, onnx, mlx, null (no model)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps")
     g.add_argument("--devices", default=None,

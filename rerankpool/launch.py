@@ -1,8 +1,9 @@
 """Start a broker and workers as real processes from Python: for tests, the bench and notebooks.
 
-``LocalPool`` runs ``rerankpool broker`` and ``rerankpool worker -n N`` as two child
-processes (exactly what a user runs from the shell), waits until N workers have
-registered, and stops both on exit.
+``LocalPool`` runs ``rerankpool broker`` and ``rerankpool worker -n N --model ...`` as two
+child processes (exactly what a user runs from the shell), waits until every worker has
+registered, and stops both on exit. ``model`` may be several ``--model`` specs (one
+broker serving several models, ``NAME[,workers=N,...]``), the first being the default.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from rerankpool.client import Client
 from rerankpool.errors import NoReply
@@ -25,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LocalPool:
-    model: str = "ms-marco-MiniLM-L-12-v2"
-    workers: int = 1
+    model: str | Sequence[str] = "ms-marco-MiniLM-L-12-v2"
+    workers: int = 1  # per model, unless its spec says workers=N
     engine: str = "torch"
     device: str = "cpu"
     dtype: str = "float32"
@@ -59,17 +61,32 @@ class LocalPool:
         return self
 
     def start_broker(self) -> None:
+        from rerankpool.worker.config import ModelSpec
+
+        default = ["--default-model", ModelSpec.parse(self.models[0]).model]
         self.broker_proc = self._spawn(
-            "broker", ["broker", "--frontend", self.frontend, "--backend", self.backend, *self.broker_args]
+            "broker", ["broker", "--frontend", self.frontend, "--backend", self.backend, *default, *self.broker_args]
         )
 
+    @property
+    def models(self) -> list[str]:
+        """The ``--model`` specs, the default first."""
+        return [self.model] if isinstance(self.model, str) else list(self.model)
+
+    @property
+    def total_workers(self) -> int:
+        from rerankpool.worker.config import ModelSpec
+
+        return sum(int(ModelSpec.parse(m).get("workers", self.workers)) for m in self.models)
+
     def start_workers(self) -> None:
+        models = [arg for spec in self.models for arg in ("--model", spec)]
         self.worker_proc = self._spawn(
             "workers",
-            ["worker", "--connect", self.backend, "-n", str(self.workers), "--model", self.model, "--engine",
+            ["worker", "--connect", self.backend, "-n", str(self.workers), *models, "--engine",
              self.engine, "--device", self.device, "--dtype", self.dtype, *self.worker_args],
         )
-        self.wait_for_workers(self.workers)
+        self.wait_for_workers(self.total_workers)
 
     def wait_for_workers(self, n: int, timeout_s: float | None = None) -> dict:
         """Block until the broker reports ``n`` live workers; raise with the logs if a process died."""
@@ -90,9 +107,10 @@ class LocalPool:
     def client(self, **kwargs) -> Client:
         return Client(self.frontend, security=self.security, **kwargs)  # type: ignore[arg-type]
 
-    def worker_pids(self) -> list[int]:
+    def worker_pids(self, model: str | None = None) -> list[int]:
+        """The live workers' pids (of ``model`` only, if given)."""
         with self.client(timeout=5.0) as client:
-            return [w["pid"] for w in client.stats()["workers"]]
+            return [w["pid"] for w in client.stats()["workers"] if model in (None, w["model"])]
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{name}.log"  # type: ignore[operator]

@@ -35,6 +35,7 @@ class CoreConfig:
     request_timeout_ms: int | None = 30_000  # used when a request names no timeout
     max_queued_pairs: int = 200_000  # over all models
     max_queued_pairs_per_model: int | None = None  # None: the overall bound with one model, half of it with several
+    default_model: str | None = None  # None: the first model a worker registers with
     max_length: int = 512
     max_pair_failures: int = 3  # a pair that fails alone this often is poison: its request gets an error
 
@@ -103,7 +104,9 @@ class BrokerCore:
         self.workers = WorkerRegistry(config.liveness)
         self.counters = Counters()
         self.lanes: dict[str, ModelLane] = {}
-        self.default_model: str | None = None  # the first model a worker registered with
+        self.default_model: str | None = config.default_model  # else the first model a worker registers with
+        if self.default_model:  # known from the start: its requests wait for its workers
+            self._lane(self.default_model)
         self._turn = 0  # which lane dispatches first, rotating: no model waits behind another
         # Ids start at random: a worker that reconnects to a restarted broker may still send
         # results of the old one's batches, and those must not pass for this one's.

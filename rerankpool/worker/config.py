@@ -61,3 +61,46 @@ class WorkerConfig:
             packed=self.packed,
             cuda_graphs=self.cuda_graphs,
         )
+
+
+# Per-model settings ``--model`` may carry after the model's name, and the WorkerConfig field each sets.
+MODEL_SPEC_KEYS = {"workers": int, "device": str, "engine": str, "dtype": str, "max-length": int}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``--model`` of ``rerankpool up`` or ``worker``: ``NAME[,workers=N][,device=D][,engine=E][,dtype=T]
+    [,max-length=L]``. Settings left out take the command's own flags (``-n``, ``--device``, ...)."""
+
+    name: str
+    settings: dict[str, int | str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        name, *items = [part.strip() for part in text.split(",")]
+        if not name:
+            raise ValueError(f"--model {text!r}: the model's name comes first, e.g. 'minilm-l6-standin,workers=2'")
+        settings: dict[str, int | str] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            kind = MODEL_SPEC_KEYS.get(key)
+            if not sep or kind is None or not value:
+                raise ValueError(f"--model {text!r}: {item!r} is not KEY=VALUE with KEY one of "
+                                 f"{', '.join(MODEL_SPEC_KEYS)}")
+            try:
+                settings[key] = kind(value)
+            except ValueError:
+                raise ValueError(f"--model {text!r}: {key} must be an integer, not {value!r}") from None
+        if int(settings.get("workers", 1)) < 1:
+            raise ValueError(f"--model {text!r}: workers must be >= 1")
+        return cls(name, settings)
+
+    def get(self, key: str, default):
+        return self.settings.get(key, default)
+
+    @property
+    def model(self) -> str:
+        """The name its workers register under, which requests name: the built-in's own for an alias."""
+        from rerankpool.models.names import ALIASES
+
+        return ALIASES.get(self.name, self.name)

@@ -63,21 +63,27 @@ def default_threads(workers: int, on_cpu: bool, cores: int | None = None) -> int
     return max(1, cores // workers) if on_cpu else min(cores, max(1, 2 * cores // workers))
 
 
-def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None) -> list[WorkerConfig]:
-    """N configs from one: names worker-0..N-1, devices assigned round robin."""
+def worker_configs(base: WorkerConfig, n: int, devices: list[str] | None = None, first: int = 0) -> list[WorkerConfig]:
+    """N configs from one: names worker-FIRST..FIRST+N-1, devices assigned round robin."""
     configs = []
     for i in range(n):
         device = devices[i % len(devices)] if devices else base.device
-        configs.append(replace(base, device=device, name=f"worker-{i}"))
+        configs.append(replace(base, device=device, name=f"worker-{first + i}"))
     return configs
 
 
 def with_device_processes(configs: list[WorkerConfig], pass_tokens: int = DEFAULT_PASS_TOKENS,
                           ) -> tuple[list[DeviceProcessConfig], list[WorkerConfig]]:
-    """One device process per device the workers use, and the workers pointed at theirs."""
-    devices = {c.device: DeviceProcessConfig(replace(c, name=f"device-{c.device}"), device_endpoint(c.device),
-                                             pass_tokens) for c in configs}
-    return list(devices.values()), [replace(c, device_endpoint=devices[c.device].endpoint) for c in configs]
+    """One device process per device and model the workers use (it loads one model), and the workers pointed
+    at theirs."""
+    runs: dict[tuple[str, str], DeviceProcessConfig] = {}
+    for c in configs:
+        if (c.device, c.model) not in runs:
+            slot = sum(device == c.device for device, _ in runs)  # device-cuda:0, device-cuda:0-1, ...
+            runs[c.device, c.model] = DeviceProcessConfig(
+                replace(c, name=f"device-{c.device}" + (f"-{slot}" if slot else "")),
+                device_endpoint(c.device, slot), pass_tokens)
+    return list(runs.values()), [replace(c, device_endpoint=runs[c.device, c.model].endpoint) for c in configs]
 
 
 class WorkerSupervisor:

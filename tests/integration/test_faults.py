@@ -1,7 +1,8 @@
 """Fault injection under load on real processes: after each fault, exact accounting.
 
 For every fault: requests sent = answered with scores + answered with an error, no
-request is answered twice, and every returned score equals the direct model score.
+request is answered twice, and every returned score equals the direct model score. The module's pool runs
+once alone and once beside a second model on the same broker.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rerankpool import AsyncClient, Overloaded, WorkerFailed
 from rerankpool import protocol as P
 from rerankpool.errors import RerankPoolError
 from rerankpool.launch import LocalPool
+from rerankpool.models import build_tiny_bert
 
 FAST = ["--heartbeat-interval-s", "0.2", "--liveness", "3"]
 POISON_ENGINE = "tests.integration.poison_engine:PoisonEngine"
@@ -80,26 +82,31 @@ def send_with_a_hung_worker(pool: LocalPool, victim: int, requests) -> list:
         os.kill(victim, signal.SIGCONT)
 
 
-@pytest.fixture(scope="module")
-def pool():
-    with LocalPool(model="tiny-bert", workers=2, broker_args=["--max-batch", "4", *FAST],
+@pytest.fixture(scope="module", params=["one model", "two models"])
+def pool(request, tmp_path_factory):
+    """tiny-bert's two workers; with "two models", beside a second model's worker on the same broker (the
+    faults hit tiny-bert, the default, which the requests name by naming none)."""
+    models = ["tiny-bert"]
+    if request.param == "two models":
+        models.append(f"{build_tiny_bert(tmp_path_factory.mktemp('seed1') / 'tiny-bert-seed1', seed=1)},workers=1")
+    with LocalPool(model=models, workers=2, broker_args=["--max-batch", "4", *FAST],
                    worker_args=[*FAST, "--engine", POISON_ENGINE]) as pool:
         yield pool
 
 
 @pytest.fixture
 def two_workers(pool):
-    pool.wait_for_workers(2, timeout_s=120)
+    pool.wait_for_workers(pool.total_workers, timeout_s=120)
     return pool
 
 
 def test_sigstop_hang_moves_work_and_the_worker_rejoins_after_sigcont(two_workers, tiny_direct):
     pool = two_workers
     requests = workload(120, seed=1)
-    results = send_with_a_hung_worker(pool, pool.worker_pids()[0], requests)
+    results = send_with_a_hung_worker(pool, pool.worker_pids("tiny-bert")[0], requests)
     check_accounting(requests, results, tiny_direct, expect_errors=set())
-    pong = pool.wait_for_workers(2, timeout_s=30)  # the resumed worker registers again
-    assert pong["workers"] == 2
+    pong = pool.wait_for_workers(pool.total_workers, timeout_s=30)  # the resumed worker registers again
+    assert pong["workers"] == pool.total_workers
     with pool.client() as client:
         assert client.stats()["workers_lost"] >= 1
 
@@ -177,9 +184,9 @@ def test_broker_memory_stays_bounded_across_repeated_faults(two_workers, tiny_di
     broker = psutil.Process(pool.broker_proc.pid)
     rss = []
     for round_ in range(4):
-        pool.wait_for_workers(2, timeout_s=60)
+        pool.wait_for_workers(pool.total_workers, timeout_s=60)
         requests = workload(80, seed=10 + round_)
-        results = send_with_a_hung_worker(pool, pool.worker_pids()[round_ % 2], requests)
+        results = send_with_a_hung_worker(pool, pool.worker_pids("tiny-bert")[round_ % 2], requests)
         check_accounting(requests, results, tiny_direct, expect_errors=set())
         rss.append(broker.memory_info().rss / 2**20)
     assert rss[-1] - rss[0] < 20, f"broker RSS grew from {rss[0]:.0f} to {rss[-1]:.0f} MiB"

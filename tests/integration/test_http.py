@@ -78,7 +78,7 @@ def test_infinity_body_on_rerank(pool, http):
     with pool.client() as client:
         want = client.rerank(query, documents, top_k=3, activation="sigmoid")
     r = http.post("/rerank", json={"query": query, "documents": documents, "top_n": 3, "return_documents": True,
-                                   "model": "whatever"})
+                                   "model": "tiny-bert"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "rerank" and body["model"] == "tiny-bert" and body["usage"]["total_tokens"] > 0
@@ -91,7 +91,7 @@ def test_cohere_v2_cuts_to_top_n_with_scores_in_0_1(pool, http):
     query, documents = "old war park", docs(10, seed=3)
     with pool.client() as client:
         want = client.rerank(query, documents, top_k=4, activation="sigmoid")
-    r = http.post("/v2/rerank", json={"model": "rerank-v3.5", "query": query, "documents": documents, "top_n": 4,
+    r = http.post("/v2/rerank", json={"model": "tiny-bert", "query": query, "documents": documents, "top_n": 4,
                                       "max_tokens_per_doc": None})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -104,7 +104,7 @@ def test_cohere_v2_cuts_to_top_n_with_scores_in_0_1(pool, http):
 def test_v1_takes_strings_objects_and_rank_fields(pool, http):
     query = "city people"
     documents = ["berlin city", {"text": "people live north", "id": "a7"}, "river bank"]
-    r = http.post("/v1/rerank", json={"model": "jina-reranker-v2", "query": query, "documents": documents,
+    r = http.post("/v1/rerank", json={"model": "tiny-bert", "query": query, "documents": documents,
                                       "return_documents": True, "top_n": 2})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -146,12 +146,28 @@ def test_pool_routes_match_the_python_client(pool, http):
     assert usage["tokens"] > len(pairs) and usage["inference_ms"] > 0
 
 
+@pytest.mark.parametrize("path, body, key", [
+    ("/rerank", {"query": "q", "documents": ["d"], "model": "nope"}, "error"),
+    ("/v2/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, "message"),
+    ("/v1/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, "message"),
+    ("/pool/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, "error"),
+    ("/pool/score", {"model": "nope", "pairs": [["q", "d"]]}, "error"),
+])
+def test_a_model_never_served_is_404_naming_the_served_ones(http, path, body, key):
+    r = http.post(path, json=body)
+    assert r.status_code == 404, r.text
+    message = r.json()[key]["message"] if key == "error" and path.startswith("/pool") else r.json()[key]
+    assert "'nope' is not served by this pool; served: 'tiny-bert'" in message
+
+
 def test_health_info_docs_and_openapi(gateway, http):
     r = httpx.get(gateway.url + "/health")  # no key needed: load balancers probe it
     assert r.status_code == 200 and r.json()["workers"] == 2 and r.json()["status"] == "ok"
+    assert r.json()["model"] == "tiny-bert" and r.json()["models"] == {"tiny-bert": 2}
     info = http.get("/info").json()
     assert info["model_id"] == "tiny-bert" and info["max_client_batch_size"] == 50
     assert info["models"][0]["workers"] == 2 and info["models"][0]["engines"] == ["torch"]
+    assert info["models"][0]["default"] and info["models"][0]["name"] == "tiny-bert"
     assert info["limits"]["max_doc_chars"] == 5000 and info["version"]
     spec = httpx.get(gateway.url + "/openapi.json").json()
     assert {"/rerank", "/v1/rerank", "/v2/rerank", "/pool/rerank", "/pool/score", "/health", "/info"} <= set(
@@ -166,9 +182,9 @@ def test_metrics_count_the_pool_and_the_gateway(gateway, http):
     text = httpx.get(gateway.url + "/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["rerankpool_broker_up"].samples[0].value == 1
-    assert families["rerankpool_workers_live"].samples[0].value == 2
+    assert [(s.labels, s.value) for s in families["rerankpool_workers_live"].samples] == [({"model": "tiny-bert"}, 2)]
     ok_scores = [s.value for s in families["rerankpool_requests"].samples
-                 if s.labels == {"op": "score", "outcome": "ok"} and s.name.endswith("_total")]
+                 if s.labels == {"op": "score", "outcome": "ok", "model": "tiny-bert"} and s.name.endswith("_total")]
     assert ok_scores and ok_scores[0] >= 1
     for name in ("rerankpool_request_duration_seconds", "rerankpool_inference_duration_seconds",
                  "rerankpool_tokenize_duration_seconds", "rerankpool_queue_duration_seconds",

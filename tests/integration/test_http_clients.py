@@ -52,7 +52,7 @@ def expected(pool):
 
 def test_cohere_sdk_v2(gateway, expected):
     co = cohere.ClientV2(api_key=KEY, base_url=gateway.url)
-    response = co.rerank(model="rerank-v3.5", query=QUERY, documents=DOCS, top_n=3)
+    response = co.rerank(model="tiny-bert", query=QUERY, documents=DOCS, top_n=3)
     assert [r.index for r in response.results] == [h.index for h in expected[:3]]
     np.testing.assert_allclose([r.relevance_score for r in response.results], [h.score for h in expected[:3]],
                                atol=1e-6, rtol=0)
@@ -62,7 +62,7 @@ def test_cohere_sdk_v2(gateway, expected):
 def test_cohere_sdk_v1_with_documents(gateway, expected):
     co = cohere.Client(api_key=KEY, base_url=gateway.url)
     objects = [{"text": d, "source": f"s{i}"} for i, d in enumerate(DOCS)]
-    response = co.rerank(query=QUERY, documents=objects, top_n=2, return_documents=True, model="any")
+    response = co.rerank(query=QUERY, documents=objects, top_n=2, return_documents=True, model="tiny-bert")
     assert [r.index for r in response.results] == [h.index for h in expected[:2]]
     np.testing.assert_allclose([r.relevance_score for r in response.results], [h.score for h in expected[:2]],
                                atol=1e-6, rtol=0)
@@ -86,7 +86,7 @@ def test_cohere_sdk_errors_are_its_own_exceptions(gateway, pool):
         os.kill(pid, signal.SIGSTOP)
     try:
         with pytest.raises(cohere.GatewayTimeoutError):
-            co.rerank(model="m", query="q", documents=["d"],
+            co.rerank(model="tiny-bert", query="q", documents=["d"],
                       request_options={**NO_RETRY, "additional_headers": {"x-request-timeout-ms": "200"}})
     finally:
         for pid in victims:

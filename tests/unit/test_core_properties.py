@@ -411,3 +411,13 @@ def test_batches_are_priced_for_packing_only_while_every_live_worker_packs():
     core.register(b"gpu2", info(2, packed=True), 2.0)
     core.purge(3.5)  # gpu1's heartbeats stopped at 0.0: dead; gpu2 still packs
     assert [w.identity for w in core.workers.serving("m")] == [b"gpu2"] and batcher.packed
+
+
+def test_a_configured_default_model_is_known_before_its_workers_and_wins_over_the_first_to_register():
+    core = BrokerCore(CoreConfig(default_model="a"))
+    assert core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"]), 0.0) is None  # waits for a's workers
+    core.register(b"b1", info(2, model="b"), 0.0)  # b registers first, yet a stays the default
+    core.register(b"a1", info(2, model="a"), 0.0)
+    assert core.default_model == "a" and core.models == ["a", "b"]
+    [(worker, batch)] = core.dispatch(0.0)
+    assert worker.identity == b"a1" and batch.model == "a"

@@ -42,9 +42,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_PASS_TOKENS = 2 * (PACKED_POLICY.max_tokens or 65_536)
 
 
-def device_endpoint(device: str) -> str:
-    """An ipc endpoint for the device process of ``device``, unique to this supervisor."""
-    name = f"rerankpool-{os.getpid()}-{device.replace(':', '')}.ipc"
+def device_endpoint(device: str, slot: int = 0) -> str:
+    """An ipc endpoint for the device process of ``device`` (the ``slot``-th: one a model), unique to this
+    supervisor."""
+    name = f"rerankpool-{os.getpid()}-{device.replace(':', '')}-{slot}.ipc"
     return f"ipc://{os.path.join(tempfile.gettempdir(), name)}"
 
 
