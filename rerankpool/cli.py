@@ -307,7 +307,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.render:  # regenerate the report and plots from a sweep's raw JSON
         return report(write_outputs(SweepResult.from_json(Path(args.render)), out, compare))
     config = SweepConfig(
-        name=out.name, out_dir=out, model=args.model,
+        name=out.name, out_dir=out, model=(args.models or [args.model])[0], more_models=(args.models or [])[1:],
+        separate_pools=args.separate_pools,
         engines=args.engine, workers=list(args.workers), batches=list(args.batch),
         concurrency=list(args.concurrency), pairs=args.pairs, dataset=args.dataset, queries=args.queries,
         candidates=args.candidates, repeat=args.repeat, device=args.device, connect=args.connect,
@@ -345,6 +346,12 @@ def bench_parser(sub, defaults: dict | None = None) -> None:
     p.add_argument("--engine", type=_strs, default=["torch"], help="engines[:dtype], e.g. torch,onnx:int8,mlx")
     p.add_argument("--workers", type=ints, default=(1,), help="worker counts, e.g. 1,2")
     p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--models", type=_strs, default=None, metavar="A,B,...",
+                   help="several models behind one broker (overrides --model; the first is the default): requests "
+                        "alternate among them, and the report has a row per model")
+    p.add_argument("--separate-pools", action=argparse.BooleanOptionalAction, default=False,
+                   help="--models: then also one pool (broker and workers) per model, with the same workers and "
+                        "load, in the same run: what sharing one broker costs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--pairs", type=int, default=2000, help="pairs per config (squad-dev, synthetic)")
     p.add_argument("--dataset", default="squad-dev", choices=DATASETS)

@@ -43,7 +43,8 @@ while sent < len(frames) or pending or core.queued_pairs:
         P.encode_batch(batch_message(batch))
         pending.append((worker.identity, batch.id, len(batch.pairs)))
     for identity, batch_id, n in pending[:2]:
-        result = P.unpack(P.encode_result(batch_id, np.zeros(n, np.float32), P.BatchTimings(n, 1, 1, 1, 1), {}))
+        result = P.unpack(P.encode_result(batch_id, np.zeros(n, np.float32), P.BatchTimings(n, 1, 1, 1, 1), {},
+                                          np.full(n, 100, np.int32)))
         _, outcomes = core.on_result(identity, result["id"], P.from_f32(result["scores"]), now)
         for outcome in outcomes:
             P.encode_scores_reply(outcome.key[1], *finalize(outcome.request, outcome.scores))

@@ -38,6 +38,7 @@ class BenchRequest:
 
     pairs: tuple[tuple[str, str], ...]
     rerank: bool = False
+    model: str | None = None  # which of the pool's models (None: its default)
 
     @property
     def size(self) -> int:
@@ -57,9 +58,10 @@ class HttpTarget:
         """The path and JSON body of one request; scores are raw logits on every server."""
         query, docs = req.pairs[0][0], [d for _, d in req.pairs]
         if self.shape == "pool":
+            model = {"model": req.model} if req.model else {}
             if req.rerank:
-                return "/pool/rerank", {"query": query, "documents": docs}
-            return "/pool/score", {"pairs": [list(p) for p in req.pairs]}
+                return "/pool/rerank", {"query": query, "documents": docs, **model}
+            return "/pool/score", {"pairs": [list(p) for p in req.pairs], **model}
         if self.shape == "infinity":
             if not req.rerank:
                 raise ValueError("Infinity's /rerank takes one query per request: use --dataset squad-rerank")
@@ -76,14 +78,16 @@ def load_processes(concurrency: int, cores: int | None = None) -> int:
 
 
 def run_load(
-    address: str | HttpTarget,
+    address: str | HttpTarget | dict[str, str],
     requests: Sequence[BenchRequest],
     concurrency: int,
     timeout_s: float = 120.0,
     on_done: Callable[[int], None] | None = None,
     processes: int = 1,
 ) -> tuple[float, list[RequestSample]]:
-    """Send every request with ``concurrency`` clients; returns (wall seconds, one sample per request)."""
+    """Send every request with ``concurrency`` clients; returns (wall seconds, one sample per request).
+
+    ``address`` as a dict sends each request to the broker of its model (one pool per model)."""
     processes = max(1, min(processes, concurrency, len(requests)))
     if processes == 1:
         with frozen_heap():  # the workload is built: no pause of the clients to walk it
@@ -107,7 +111,7 @@ async def _run(address, requests, concurrency, timeout_s, on_done):
                     return
                 start = clock()
                 error = await send(req)
-                samples.append(RequestSample(start, clock(), req.size, error is None, error))
+                samples.append(RequestSample(start, clock(), req.size, error is None, error, req.model))
                 if on_done is not None:
                     on_done(req.size)
 
@@ -117,8 +121,11 @@ async def _run(address, requests, concurrency, timeout_s, on_done):
 
 
 @contextlib.asynccontextmanager
-async def _sender(address: str | HttpTarget, timeout_s: float):
-    """One client's connection: a coroutine that sends a request and returns its error (None if scored)."""
+async def _sender(address: str | HttpTarget | dict[str, str], timeout_s: float):
+    """One client's connection: a coroutine that sends a request and returns its error (None if scored).
+
+    With a dict of model -> broker address (one pool per model), one connection to each, and each request
+    to its model's broker, which serves that one model."""
     if isinstance(address, HttpTarget):
         async with _KeepAlive(address, timeout_s) as http:
 
@@ -132,14 +139,21 @@ async def _sender(address: str | HttpTarget, timeout_s: float):
 
             yield send_http
         return
-    async with AsyncClient(address, timeout=timeout_s, retries=0) as client:
+    routes = address if isinstance(address, dict) else {None: address}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {model: await stack.enter_async_context(AsyncClient(addr, timeout=timeout_s, retries=0))
+                   for model, addr in routes.items()}
 
         async def send_zmq(req: BenchRequest) -> str | None:
+            if isinstance(address, dict):  # that model's own pool: it is its broker's default
+                client, model = clients[req.model], None
+            else:
+                client, model = clients[None], req.model
             try:
                 if req.rerank:
-                    await client.rerank(req.pairs[0][0], [d for _, d in req.pairs])
+                    await client.rerank(req.pairs[0][0], [d for _, d in req.pairs], model=model)
                 else:
-                    await client.score(list(req.pairs))
+                    await client.score(list(req.pairs), model=model)
             except RerankPoolError as exc:
                 return str(exc)
             return None

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from rerankpool.bench import analysis
 from rerankpool.bench.analysis import ConfigStats
 from rerankpool.bench.results import ConfigResult, SweepResult
@@ -42,6 +44,7 @@ def render_report(result: SweepResult, plots: Sequence[str | Path] = ()) -> str:
         _header(result),
         _setup(result),
         _results_summary(result, stats),
+        _per_model(result),
         _baseline(result, stats),
         _plots(plots),
         _detailed(result, stats),
@@ -209,6 +212,27 @@ def _results_summary(r: SweepResult, stats: list[ConfigStats]) -> str:
         "with concurrency above 1 it is usually well below the aggregate._"
     )
     return "\n\n".join(["## Results Summary", _table(headers, rows), note])
+
+
+def _per_model(r: SweepResult) -> str:
+    """Several models: each config's pairs/s and latency per model (pairs scored of it / the config's wall time)."""
+    rows = []
+    for c in r.configs:
+        models = sorted({s.model for s in c.requests if s.model is not None})
+        for model in models:
+            mine = [s for s in c.requests if s.model == model]
+            latencies = np.array([s.latency_ms for s in mine])
+            pairs = sum(s.pairs for s in mine if s.ok)
+            span = max(s.end_s for s in mine) - min(s.start_s for s in mine)
+            rows.append([c.engine, c.batch, c.concurrency, f"`{model}`", pairs, f"{pairs / span:.1f}" if span > 0 else "-",
+                         _ms(float(np.percentile(latencies, 50))), _ms(float(np.percentile(latencies, 99))),
+                         sum(not s.ok for s in mine)])
+    if not rows:
+        return ""
+    headers = ["Config", "Batch", "Conc", "Model", "Pairs", "Pairs/s", "Lat P50", "Lat P99", "Failed"]
+    note = ("_The requests named the models in turn. **Pairs/s** is a model's pairs scored over the time from its "
+            "first request's sending to its last answer._")
+    return "\n\n".join(["## Per Model", _table(headers, rows), note])
 
 
 def _ratio(ours: float, base: float) -> str:

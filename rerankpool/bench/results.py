@@ -42,6 +42,7 @@ class RequestSample:
     pairs: int
     ok: bool
     error: str | None = None
+    model: str | None = None  # the model the request named (runs of several models)
 
     @property
     def latency_ms(self) -> float:

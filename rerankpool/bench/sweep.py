@@ -9,6 +9,8 @@ pairs, so every figure in the report has its side-by-side reference from the sam
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ class SweepConfig:
     name: str
     out_dir: Path
     model: str = "ms-marco-MiniLM-L-12-v2"
+    more_models: list[str] = field(default_factory=list)  # served beside `model`; requests alternate among all
+    separate_pools: bool = False  # several models: then also a pool per model (same workers and load), side by side
     engines: list[str] = field(default_factory=lambda: ["torch"])  # "engine[:dtype]", e.g. onnx:int8
     workers: list[int] = field(default_factory=lambda: [1])
     batches: list[int] = field(default_factory=lambda: [32])
@@ -84,8 +88,9 @@ def build_requests(config: SweepConfig, batch: int) -> tuple[list[BenchRequest],
         data = _squad()
         items = rerank_workload(data, config.queries, config.candidates)
         reqs = [BenchRequest(tuple((it.query, d) for d in it.docs), rerank=True) for it in items] * config.repeat
-        return reqs, (f"{data.describe()}; {config.queries} queries x {config.candidates} candidates "
-                      f"(gold + {config.candidates - 1} from other articles), x{config.repeat}")
+        return _spread(config, reqs), (f"{data.describe()}; {config.queries} queries x {config.candidates} "
+                                       f"candidates (gold + {config.candidates - 1} from other articles), "
+                                       f"x{config.repeat}")
     if config.dataset == "squad-dev":
         data = _squad()
         pairs = pair_stream(data, config.pairs)
@@ -95,7 +100,15 @@ def build_requests(config: SweepConfig, batch: int) -> tuple[list[BenchRequest],
         desc = f"synthetic pairs, doc words uniform in {config.synthetic_words}; {config.pairs} pairs"
     else:
         raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}")
-    return [BenchRequest(tuple(pairs[i : i + batch])) for i in range(0, len(pairs), batch)], desc
+    return _spread(config, [BenchRequest(tuple(pairs[i : i + batch])) for i in range(0, len(pairs), batch)]), desc
+
+
+def _spread(config: SweepConfig, requests: list[BenchRequest]) -> list[BenchRequest]:
+    """With several models, the requests name them in turn (so each model gets the same load)."""
+    models = [config.model, *config.more_models]
+    if len(models) == 1:
+        return requests
+    return [dataclasses.replace(r, model=models[i % len(models)]) for i, r in enumerate(requests)]
 
 
 def all_pairs(requests: list[BenchRequest]) -> list[tuple[str, str]]:
@@ -194,13 +207,21 @@ def _brokers(config: SweepConfig) -> Iterator[tuple[str, int, str, int | None]]:
     if config.connect:
         yield config.engines[0], config.workers[0], config.connect, None
         return
+    models = [config.model, *config.more_models]
     for spec in config.engines:
         engine, dtype = parse_engine(spec)
         for n in config.workers:
-            logger.info("starting a pool: %s (%s), %d worker(s), %s", engine, dtype, n, config.model)
-            with LocalPool(model=config.model, workers=n, engine=engine, device=config.device, dtype=dtype,
-                           broker_args=config.broker_args, worker_args=config.worker_args) as pool:
-                yield spec, n, pool.frontend, pool.broker_proc.pid  # type: ignore[union-attr]
+            kw = dict(workers=n, engine=engine, device=config.device, dtype=dtype, broker_args=config.broker_args,
+                      worker_args=config.worker_args)
+            logger.info("starting a pool: %s (%s), %d worker(s) a model, %s", engine, dtype, n, ", ".join(models))
+            with LocalPool(model=models if len(models) > 1 else config.model, **kw) as pool:  # type: ignore[arg-type]
+                label = spec if len(models) == 1 else f"{spec}, one broker"
+                yield label, n, pool.frontend, pool.broker_proc.pid  # type: ignore[union-attr]
+            if config.separate_pools and len(models) > 1:
+                logger.info("starting a pool per model: %s (%s), %d worker(s) each, %s", engine, dtype, n, models)
+                with contextlib.ExitStack() as stack:
+                    pools = {m: stack.enter_context(LocalPool(model=m, **kw)) for m in models}  # type: ignore[arg-type]
+                    yield f"{spec}, a pool per model", n, {m: p.frontend for m, p in pools.items()}, None
 
 
 # -- the sweep ----------------------------------------------------------------------------
@@ -270,7 +291,8 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     for spec, workers, address, broker_pid, http_url in pools(config):
         for batch in config.batches:
             for conc in config.concurrency:  # each transport in turn, config by config, for a side-by-side
-                results.append(measure(config, address, spec, workers, batch, conc, address, broker_pid))
+                ours = address if isinstance(address, str) else None  # a pool per model: no one broker to watch
+                results.append(measure(config, address, spec, workers, batch, conc, ours, broker_pid))
                 if http_url is not None:
                     results.append(measure(config, HttpTarget(http_url), f"{spec} via HTTP", workers, batch, conc,
                                            address, broker_pid))
