@@ -58,6 +58,34 @@ def test_up_serves_then_shuts_down_cleanly_on_ctrl_c(tmp_path, extra):
             proc.kill()
 
 
+def test_up_serves_several_models_the_first_being_the_default(tmp_path):
+    """``up --model A --model B,workers=1 -n 2``: both served, A the default; `rerank --model` picks one."""
+    from rerankpool.models import build_tiny_bert
+
+    other = str(build_tiny_bert(tmp_path / "seed1", seed=1))
+    frontend = f"ipc://{tmp_path}/fe"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rerankpool", "up", "--model", f"{other},workers=1", "--model", "tiny-bert",
+         "--workers", "2", "--frontend", frontend, "--backend", f"ipc://{tmp_path}/be"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )
+    try:
+        ready = read_until(proc, "rerankpool ready")
+        assert f"3 worker(s) serving {other}, tiny-bert" in ready[-1]
+        listed = rp("models", "--connect", frontend)
+        assert listed.returncode == 0, listed.stderr
+        assert f"{other} (default): 1 live worker(s)" in listed.stdout and "tiny-bert: 2 live worker(s)" in listed.stdout
+        picked = {m: rp("rerank", "--connect", frontend, *(["--model", m] if m else []), "river city", "a city")
+                  for m in (None, other, "tiny-bert")}
+        assert all(out.returncode == 0 for out in picked.values())
+        assert picked[None].stdout == picked[other].stdout != picked["tiny-bert"].stdout  # the default is the first
+        unknown = rp("rerank", "--connect", frontend, "--model", "nope", "q", "d")
+        assert unknown.returncode != 0 and "unknown_model" in unknown.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
 def test_up_with_a_bad_model_exits_with_a_clear_error(tmp_path):
     out = rp("up", "--model", str(tmp_path / "no-such-model"), "--frontend", f"ipc://{tmp_path}/fe",
              "--backend", f"ipc://{tmp_path}/be")

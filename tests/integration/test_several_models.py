@@ -89,6 +89,24 @@ def test_interleaved_requests_for_both_models_are_never_mixed(pool, direct):
         np.testing.assert_allclose(got, [direct[name](q, d) for q, d in pairs], atol=2e-6, rtol=0)
 
 
+def test_a_flood_for_one_model_does_not_hold_back_the_other(pool, other_model):
+    """2,000 pairs queued for tiny-bert, then one request for the other model: it is answered while most of the
+    flood still waits, since only its own model's lane and worker serve it."""
+    flood = [[(q, d) for q, d in pairs_for(200 + i, n=50)] for i in range(40)]
+
+    async def run():
+        async with AsyncClient(pool.frontend, timeout=120.0) as client:
+            waiting = [asyncio.ensure_future(client.score(p, model="tiny-bert")) for p in flood]
+            while (await client.stats())["queue_pairs"] < 1000:  # the flood is queued at the broker
+                pass
+            await client.score(pairs_for(9), model=other_model)
+            unanswered = sum(not w.done() for w in waiting)
+            await asyncio.gather(*waiting)
+            return unanswered
+
+    assert asyncio.run(run()) > len(flood) // 2
+
+
 def test_a_model_never_served_is_refused_naming_the_served_ones(pool, direct, other_model):
     with pool.client() as client:
         with pytest.raises(UnknownModel, match=r"'nope' is not served.*'tiny-bert'"):
