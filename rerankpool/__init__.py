@@ -11,8 +11,10 @@ from rerankpool.errors import (
     RerankPoolError,
     ServerError,
     ShuttingDown,
+    UnknownModel,
     WorkerFailed,
 )
+from rerankpool.protocol import ModelInfo, Truncation
 
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "Client",
     "DeadlineExceeded",
     "Hit",
+    "ModelInfo",
     "NoReply",
     "NoWorkers",
     "Overloaded",
@@ -29,6 +32,8 @@ __all__ = [
     "Scores",
     "ServerError",
     "ShuttingDown",
+    "Truncation",
+    "UnknownModel",
     "Usage",
     "WorkerFailed",
     "__version__",

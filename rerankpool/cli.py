@@ -98,7 +98,8 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
             max_length=int(spec.get("max-length", args.max_length)), capacity=args.capacity,
             threads=worker_threads(args, total, device), compile=args.compile, packed=args.packed,
             cuda_graphs=args.cuda_graphs, fast_tokenizer=args.fast_tokenizer, warmup=args.warmup,
-            instruction=args.instruction, heartbeat_interval_s=args.heartbeat_interval_s, liveness=args.liveness,
+            instruction=args.instruction, truncate=args.truncate, heartbeat_interval_s=args.heartbeat_interval_s,
+            liveness=args.liveness,
             security=security,
         )
         own = worker_configs(base, int(spec.get("workers", args.workers)), devices, first=len(configs))
@@ -208,13 +209,15 @@ def cmd_http(args: argparse.Namespace) -> int:
 
 def cmd_rerank(args: argparse.Namespace) -> int:
     from rerankpool import Client
+    from rerankpool import protocol as P
 
     from rerankpool.security.cli import client_security_from_args
 
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with Client(args.connect, timeout=args.timeout, security=client_security_from_args(args)) as client:
+        truncation = P.Truncation(args.truncate, args.truncation_direction, args.max_tokens_per_doc)
         hits = client.rerank(args.query, docs, top_k=args.top_k, return_documents=True, activation=args.activation,
-                             model=args.model)
+                             model=args.model, truncation=truncation)
     for hit in hits:
         print(f"{hit.score:9.4f}  [{hit.index}]  {hit.document}")
     return 0
@@ -416,6 +419,12 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     rerank.add_argument("--activation", default="raw", choices=("raw", "sigmoid"))
     rerank.add_argument("--timeout", type=float, default=30.0)
     rerank.add_argument("--model", default=None, help="which of the pool's models (default: the pool's default)")
+    rerank.add_argument("--truncate", action=argparse.BooleanOptionalAction, default=None,
+                        help="cut pairs past the model's window (default: the workers' --truncate); --no-truncate: "
+                             "an error names a document that is too long")
+    rerank.add_argument("--truncation-direction", choices=("right", "left"), default="right",
+                        help="cut the end of a pair (right) or its start (left)")
+    rerank.add_argument("--max-tokens-per-doc", type=int, default=None, help="cut each document to N tokens first")
     rerank.set_defaults(func=cmd_rerank)
 
     stats = sub.add_parser("stats", parents=[client_flags()], help="print a broker's live counters")

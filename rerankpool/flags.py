@@ -88,6 +88,9 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--instruction", default=None,
                    help="LLM rerankers: the task instruction in the prompt (default: the checkpoint's "
                         "rerankpool-reranker.json, else the model card's)")
+    g.add_argument("--truncate", action=argparse.BooleanOptionalAction, default=True,
+                   help="cut pairs past --max-length for requests that do not say (--no-truncate: refuse them with "
+                        "too_large, naming the document and its token count, as TEI does)")
     g.add_argument("--capacity", type=int, default=2, help="batches in flight per worker (>= 2)")
     g.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per worker (default on CPU: cores / workers)")

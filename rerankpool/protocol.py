@@ -11,10 +11,12 @@ nothing else builds a header by hand, so every sender of a message sends the sam
 Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
 
     {"op": "rerank", "id": int, "query": str, "docs": [str], "top_k": int|None,
-     "activation": "raw"|"sigmoid", "timeout_ms": int|None, "model": str|None}
+     "activation": "raw"|"sigmoid", "timeout_ms": int|None, "model": str|None,
+     "truncate": bool|None, "truncation_direction": "right"|"left", "max_tokens_per_doc": int|None}
     {"op": "score", "id": int, "queries": [str], "query_index": [int]|None,
      "docs": [str], "activation": ..., "timeout_ms": ..., "model": ...}
         # model: which served model scores the pairs; None: the default (the first one served)
+        # truncate (None: the workers' default), truncation_direction, max_tokens_per_doc: see Truncation
     {"op": "models", "id": int}       # the models served now, with their live workers
     {"op": "stats", "id": int, "events_since": int|None}
     {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
@@ -36,14 +38,16 @@ Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``enco
     {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length, packed}}
     {"op": "heartbeat"}
     {"op": "result", "id": batch_id, "scores": f32 bytes, "tokens": i32 bytes (per pair), "timings": {...},
-     "memory": {...}}
+     "memory": {...}, "refused": [[doc index, reason], ...] (pairs too long for a request that forbade cutting)}
     {"op": "failed", "id": batch_id, "error": str}
     {"op": "draining"}                # send no more batches; "bye" follows when done
     {"op": "bye"}
 
 Broker -> worker (``encode_batch``, ``encode_heartbeat``, ``encode_disconnect``, ``encode_refused``)::
 
-    {"op": "batch", "id": batch_id, "queries": [str], "query_index": i32 bytes, "docs": [str]}
+    {"op": "batch", "id": batch_id, "queries": [str], "query_index": i32 bytes, "docs": [str],
+     "truncation": {"truncate": u8 bytes (0 default, 1 cut, 2 refuse), "left": u8 bytes,
+                    "max_doc_tokens": i32 bytes (0: none)} (per doc; left out when every pair takes the defaults)}
     {"op": "heartbeat"}
     {"op": "disconnect"}              # unknown peer: register again with "ready"
     {"op": "refused", "reason": str}  # this worker may not join; it exits
@@ -141,6 +145,32 @@ class Limits:
     max_message_bytes: int = 16 * 2**20
 
 
+TRUNCATION_DIRECTIONS = ("right", "left")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How a request's pairs are cut to the model's window, in the terms TEI and Cohere clients send.
+
+    ``truncate`` None takes the workers' default (``--truncate``, on unless ``--no-truncate``);
+    False refuses a pair longer than the window with ``too_large``, naming the document and its
+    token count (TEI's behaviour) instead of cutting it silently. ``direction`` "left" cuts the
+    start instead of the end (TEI's ``truncation_direction``). ``max_tokens_per_doc`` cuts each
+    document to that many tokens before the pair is fitted to the window (Cohere v2's).
+    """
+
+    truncate: bool | None = None
+    direction: str = "right"
+    max_tokens_per_doc: int | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_TRUNCATION
+
+
+DEFAULT_TRUNCATION = Truncation()
+
+
 @dataclass
 class Request:
     """A decoded, validated client request. ``op`` is rerank or score for scoring work."""
@@ -156,6 +186,7 @@ class Request:
     events_since: int | None = None
     wait_workers: int | None = None
     model: str | None = None  # None: the broker's default model
+    truncation: Truncation = DEFAULT_TRUNCATION
 
     @property
     def n_pairs(self) -> int:
@@ -204,6 +235,9 @@ def encode_request(req: Request) -> list[bytes]:
         header.update(activation=req.activation, timeout_ms=req.timeout_ms)
         if req.model is not None:
             header["model"] = req.model
+        t = req.truncation
+        if not t.is_default:
+            header.update(truncate=t.truncate, truncation_direction=t.direction, max_tokens_per_doc=t.max_tokens_per_doc)
     return pack(header)
 
 
@@ -307,6 +341,16 @@ def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Requ
     if model is not None and not model:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "model must be a non-empty string, or left out for the default", rid)
     req.model = model
+    truncate = header.get("truncate")
+    if truncate is not None and not isinstance(truncate, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"truncate must be true, false or null, got {truncate!r:.40}", rid)
+    direction = _field(header, "truncation_direction", str, rid, required=False) or "right"
+    if direction.lower() not in TRUNCATION_DIRECTIONS:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"truncation_direction must be right or left, got {direction!r}", rid)
+    max_doc = _field(header, "max_tokens_per_doc", int, rid, required=False)
+    if max_doc is not None and max_doc < 1:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"max_tokens_per_doc must be >= 1, got {max_doc}", rid)
+    req.truncation = Truncation(truncate, direction.lower(), max_doc)
     return req
 
 
@@ -462,26 +506,45 @@ class BatchMessage:
     queries: list[str]
     query_index: np.ndarray
     docs: list[str]
+    truncations: list[Truncation] | None = None  # per doc; None: every pair takes the workers' defaults
+
+
+_TRUNCATE_CODES = {None: 0, True: 1, False: 2}
 
 
 def encode_batch(batch: BatchMessage) -> list[bytes]:
-    return pack(
-        {"op": B_BATCH, "id": batch.id, "queries": batch.queries, "query_index": i32_bytes(batch.query_index),
-         "docs": batch.docs}
-    )
+    header = {"op": B_BATCH, "id": batch.id, "queries": batch.queries, "query_index": i32_bytes(batch.query_index),
+              "docs": batch.docs}
+    if batch.truncations is not None:
+        ts = batch.truncations
+        header["truncation"] = {
+            "truncate": bytes(_TRUNCATE_CODES[t.truncate] for t in ts),
+            "left": bytes(t.direction == "left" for t in ts),
+            "max_doc_tokens": i32_bytes([t.max_tokens_per_doc or 0 for t in ts]),
+        }
+    return pack(header)
 
 
 def decode_batch(header: dict[str, Any]) -> BatchMessage:
-    return BatchMessage(
-        id=header["id"], queries=header["queries"], query_index=from_i32(header["query_index"]), docs=header["docs"]
-    )
+    truncations = None
+    raw = header.get("truncation")
+    if raw is not None:
+        codes = {v: k for k, v in _TRUNCATE_CODES.items()}
+        truncations = [Truncation(codes[c], "left" if left else "right", int(m) or None)
+                       for c, left, m in zip(raw["truncate"], raw["left"], from_i32(raw["max_doc_tokens"]))]
+    return BatchMessage(id=header["id"], queries=header["queries"], query_index=from_i32(header["query_index"]),
+                        docs=header["docs"], truncations=truncations)
 
 
 def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float],
-                  tokens: np.ndarray) -> list[bytes]:
-    """A scored batch: scores and each pair's token count in batch order, and the batch's timings."""
-    return pack({"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "tokens": i32_bytes(tokens),
-                 "timings": timings.__dict__, "memory": memory})
+                  tokens: np.ndarray, refused: dict[int, str] | None = None) -> list[bytes]:
+    """A scored batch: scores and each pair's token count in batch order, and the batch's timings;
+    ``refused``: the pairs (by index in the batch) too long for a request that forbade cutting them, and why."""
+    header = {"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "tokens": i32_bytes(tokens),
+              "timings": timings.__dict__, "memory": memory}
+    if refused:
+        header["refused"] = [[int(i), reason] for i, reason in refused.items()]
+    return pack(header)
 
 
 def encode_failed(batch_id: int, error: str) -> list[bytes]:

@@ -17,12 +17,12 @@ def pytest_configure(config):
 class DirectScorer:
     """The same checkpoint run in-process with transformers: fp32, CPU, one pair at a time, unpadded."""
 
-    def __init__(self, path: Path, max_length: int = 512) -> None:
+    def __init__(self, path: Path, max_length: int = 512, truncation_side: str = "right") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), truncation_side=truncation_side)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
         self.max_length = max_length
         self._cache: dict[tuple[str, str], float] = {}

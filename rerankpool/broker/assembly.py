@@ -119,9 +119,11 @@ class RequestTable:
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, key))
         pairs = []
+        truncation = request.truncation
         for i, doc in enumerate(request.docs):
             query = request.queries[request.query_of(i)]
-            pairs.append(Pair(key, i, query, doc, estimate_tokens(query, doc, self.max_length)))
+            tokens = estimate_tokens(query, doc, self.max_length, truncation.max_tokens_per_doc)
+            pairs.append(Pair(key, i, query, doc, tokens, truncation=truncation))
         return pairs
 
     def fill(self, pairs: Sequence[Pair], scores: np.ndarray, cost: BatchCost | None = None) -> list[Outcome]:

@@ -29,14 +29,20 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable
 
+from rerankpool.protocol import DEFAULT_TRUNCATION, Truncation
+
 DEFAULT_BUCKET_EDGES = (32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
 CHARS_PER_TOKEN = 4.5
 SPECIAL_TOKENS = 3  # [CLS] query [SEP] doc [SEP]
 
 
-def estimate_tokens(query: str, doc: str, max_length: int = 512) -> int:
-    """A cheap upper-leaning estimate of a pair's token count, without a tokenizer."""
-    return min(max_length, int((len(query) + len(doc)) / CHARS_PER_TOKEN) + SPECIAL_TOKENS)
+def estimate_tokens(query: str, doc: str, max_length: int = 512, max_doc_tokens: int | None = None) -> int:
+    """A cheap upper-leaning estimate of a pair's token count, without a tokenizer (the document cut to
+    ``max_doc_tokens`` first, when a request asks for that)."""
+    doc_tokens = len(doc) / CHARS_PER_TOKEN
+    if max_doc_tokens is not None:
+        doc_tokens = min(doc_tokens, max_doc_tokens)
+    return min(max_length, int(len(query) / CHARS_PER_TOKEN + doc_tokens) + SPECIAL_TOKENS)
 
 
 PADDED_LIMITS = (64, 16_384)  # pairs, tokens (edge x n) per batch for workers that pad
@@ -80,6 +86,7 @@ class Pair:
     tokens: int
     enqueued_at: float = 0.0
     failures: int = 0  # batches holding this pair that failed or died with their worker
+    truncation: Truncation = DEFAULT_TRUNCATION  # its request's
 
 
 @dataclass

@@ -294,11 +294,14 @@ class BrokerCore:
     def on_result(
         self, identity: bytes, batch_id: int, scores: np.ndarray, now: float,
         timings: P.BatchTimings | None = None, tokens: np.ndarray | None = None,
+        refused: dict[int, str] | None = None,
     ) -> tuple[Batch | None, list[Outcome]]:
         """Take a batch's scores; returns the batch (None if discarded) and the requests it completes.
 
         ``timings`` and ``tokens`` (per pair) feed the metrics and the requests' usage; a
-        worker that sends no token counts is charged the broker's estimates.
+        worker that sends no token counts is charged the broker's estimates. ``refused``: the
+        pairs (by index in the batch) that the worker would not cut for a request that forbade
+        it; their requests get ``too_large``, and every other pair's score is kept.
         """
         batch = self.workers.complete(identity, batch_id)
         if batch is None:
@@ -309,6 +312,14 @@ class BrokerCore:
             logger.error("worker returned %d scores for %d pairs; batch requeued", len(scores), n)
             self._requeue([batch])
             return None, []
+        failed = []
+        for i, reason in sorted((refused or {}).items()):
+            if 0 <= i < n:
+                pair = batch.pairs[i]
+                failed.append(self.requests.fail(
+                    pair.key, P.ErrorCode.TOO_LARGE,  # type: ignore[arg-type]
+                    f"document {pair.index} is too long: {reason}; send truncate=true (or a max_tokens_per_doc) "
+                    "to have it cut, or shorten it"))
         self.counters.scored(now, n)
         self.lanes[batch.model].pairs_scored += n
         cost = None
@@ -319,7 +330,7 @@ class BrokerCore:
             self.counters.metrics.batch_done(n, timings.real_tokens, timings.padded_tokens,
                                              float(cost.queue_ms.mean()) / 1000.0, timings.tokenize_ms / 1000.0,
                                              timings.inference_ms / 1000.0)
-        return batch, self._counted(self.requests.fill(batch.pairs, scores, cost))
+        return batch, self._counted([o for o in failed if o is not None] + self.requests.fill(batch.pairs, scores, cost))
 
     def on_failed(self, identity: bytes, batch_id: int, message: str) -> list[Outcome]:
         """A batch the model raised on: retried in halves to isolate the pair that does it."""

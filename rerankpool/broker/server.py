@@ -47,7 +47,8 @@ def batch_message(batch: Batch) -> P.BatchMessage:
     query_ids: dict[str, int] = {}
     pairs = batch.pairs
     index = np.fromiter((query_ids.setdefault(p.query, len(query_ids)) for p in pairs), np.int32, len(pairs))
-    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs])
+    truncations = [p.truncation for p in pairs] if any(not p.truncation.is_default for p in pairs) else None
+    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs], truncations)
 
 
 class Broker:
@@ -265,8 +266,9 @@ class Broker:
     def _on_result(self, identity: bytes, header: dict[str, Any], now: float) -> None:
         timings = P.BatchTimings.from_dict(header["timings"])
         tokens = P.from_i32(header["tokens"]) if isinstance(header.get("tokens"), bytes) else None
+        refused = {int(i): str(reason) for i, reason in header.get("refused") or []}
         batch, outcomes = self.core.on_result(identity, header["id"], P.from_f32(header["scores"]), now, timings,
-                                              tokens)
+                                              tokens, refused)
         if batch is None:
             return
         worker = self.core.workers.get(identity)

@@ -72,12 +72,13 @@ class BaseClient:
         return self.timeout if timeout is None else timeout
 
     def _rerank_request(self, query: str, docs: Sequence[str], top_k: int | None, activation: str,
-                        timeout: float, model: str | None) -> P.Request:
+                        timeout: float, model: str | None, truncation: P.Truncation) -> P.Request:
         return P.Request(id=0, op=P.OP_RERANK, queries=[query], docs=list(docs), top_k=top_k,
-                         activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model)
+                         activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model,
+                         truncation=truncation)
 
     def _score_request(self, pairs: Sequence[tuple[str, str]], activation: str, timeout: float,
-                       model: str | None) -> P.Request:
+                       model: str | None, truncation: P.Truncation) -> P.Request:
         queries: dict[str, int] = {}
         index: list[int] = []
         docs: list[str] = []
@@ -88,7 +89,8 @@ class BaseClient:
             index.append(queries.setdefault(query, len(queries)))
             docs.append(doc)
         return P.Request(id=0, op=P.OP_SCORE, queries=list(queries), query_index=index if len(queries) > 1 else None,
-                         docs=docs, activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model)
+                         docs=docs, activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model,
+                         truncation=truncation)
 
     def _encode(self, req: P.Request) -> list[bytes]:
         """Give the request a fresh id and encode it. Each attempt gets its own id."""

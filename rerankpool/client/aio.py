@@ -61,17 +61,19 @@ class AsyncClient(BaseClient):
         activation: str = "raw",
         timeout: float | None = None,
         model: str | None = None,
+        truncation: P.Truncation = P.DEFAULT_TRUNCATION,
     ) -> Ranking:
         timeout = self._timeout(timeout)
-        header = await self._call(self._rerank_request(query, docs, top_k, activation, timeout, model), timeout)
-        return self._hits(header, docs, return_documents)
+        request = self._rerank_request(query, docs, top_k, activation, timeout, model, truncation)
+        return self._hits(await self._call(request, timeout), docs, return_documents)
 
     async def score(
         self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None,
-        model: str | None = None,
+        model: str | None = None, truncation: P.Truncation = P.DEFAULT_TRUNCATION,
     ) -> Scores:
         timeout = self._timeout(timeout)
-        return self._scores(await self._call(self._score_request(pairs, activation, timeout, model), timeout))
+        return self._scores(await self._call(self._score_request(pairs, activation, timeout, model, truncation),
+                                             timeout))
 
     async def models(self, timeout: float = 5.0) -> list[P.ModelInfo]:
         """The models the pool serves now, the default first, with their live workers."""

@@ -63,23 +63,25 @@ class Client(BaseClient):
         activation: str = "raw",
         timeout: float | None = None,
         model: str | None = None,
+        truncation: P.Truncation = P.DEFAULT_TRUNCATION,
     ) -> Ranking:
         """Score ``docs`` against ``query``; best first, cut to ``top_k``.
 
         Scores are the model's raw logits unless ``activation="sigmoid"``. ``model``: one of
         the pool's models (``models()``); None: its default, the first one served.
+        ``truncation``: how pairs past the model's window are cut, or refused (``Truncation``).
         """
         timeout = self._timeout(timeout)
-        header = self._call(self._rerank_request(query, docs, top_k, activation, timeout, model), timeout)
+        header = self._call(self._rerank_request(query, docs, top_k, activation, timeout, model, truncation), timeout)
         return self._hits(header, docs, return_documents)
 
     def score(
         self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None,
-        model: str | None = None,
+        model: str | None = None, truncation: P.Truncation = P.DEFAULT_TRUNCATION,
     ) -> Scores:
         """Scores of (query, doc) pairs, in input order, by ``model`` (None: the pool's default)."""
         timeout = self._timeout(timeout)
-        return self._scores(self._call(self._score_request(pairs, activation, timeout, model), timeout))
+        return self._scores(self._call(self._score_request(pairs, activation, timeout, model, truncation), timeout))
 
     def models(self, timeout: float = 5.0) -> list[P.ModelInfo]:
         """The models the pool serves now, the default first, with their live workers."""

@@ -34,7 +34,7 @@ from rerankpool.http.config import DEADLINE_HEADER, GatewayConfig
 from rerankpool.http.errors import UNAUTHORIZED, ApiError, Shape, error_body, validation_message
 from rerankpool.http.metrics import GatewayMetrics
 from rerankpool.models.families import list_families
-from rerankpool.protocol import ErrorCode
+from rerankpool.protocol import ErrorCode, Truncation
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,14 @@ def _cut(top_n: int | None, documents: int) -> int | None:
     return None if top_n is None else min(top_n, documents)
 
 
+# Infinity, Cohere and Jina cut long documents and never answer an error for one: so do their shapes here.
+CUT = Truncation(truncate=True)
+
+
+def _truncation(body: S._PoolOptions) -> Truncation:
+    return Truncation(body.truncate, body.truncation_direction, body.max_tokens_per_doc)
+
+
 def _v1_document(doc: str | dict) -> dict:
     """A v1 result's document: ``{text}`` for a string, the object itself (every field kept) for an object."""
     return {"text": doc} if isinstance(doc, str) else doc
@@ -260,9 +268,11 @@ def create_app(config: GatewayConfig) -> FastAPI:
         top_n = None if tei else _cut(body.top_n, len(texts))  # type: ignore[union-attr]
         activation = "raw" if body.raw_scores else "sigmoid"
         model = None if tei else body.model  # type: ignore[union-attr]
+        truncation = (Truncation(body.truncate, body.truncation_direction.lower()) if tei  # type: ignore[union-attr]
+                      else CUT)  # Infinity cuts silently
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation=activation, timeout=t,
-                                           model=model))
+                                           model=model, truncation=truncation))
         headers = _timing_headers(hits.usage, started, len(body.query) * len(texts) + sum(map(len, texts)))
         if tei:
             return _json([{"index": h.index, "score": h.score, **({"text": texts[h.index]} if body.return_text else {})}
@@ -285,7 +295,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         top_n = _cut(body.top_n, len(body.documents))
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, body.documents, top_k=top_n, activation="sigmoid", timeout=t,
-                                           model=body.model))
+                                           model=body.model,
+                                           truncation=Truncation(True, max_tokens_per_doc=body.max_tokens_per_doc)))
         results = [{"index": h.index, "relevance_score": h.score,
                     **({"document": {"text": body.documents[h.index]}} if body.return_documents else {})}
                    for h in hits]
@@ -303,7 +314,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         top_n = _cut(body.top_n, len(texts))
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation="sigmoid", timeout=t,
-                                           model=body.model))
+                                           model=body.model, truncation=CUT))
         results = [{"index": h.index, "relevance_score": h.score, **({"document": _v1_document(body.documents[h.index])}
                                                                       if body.return_documents else {})}
                    for h in hits]
@@ -323,7 +334,7 @@ def create_app(config: GatewayConfig) -> FastAPI:
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, body.documents, top_k=_cut(body.top_k, len(body.documents)),
                                            return_documents=body.return_documents, activation=body.activation,
-                                           timeout=t, model=body.model))
+                                           timeout=t, model=body.model, truncation=_truncation(body)))
         results = [{"index": h.index, "score": h.score, "document": h.document} for h in hits]
         return _json({"results": results, "usage": _usage(hits.usage)},
                      headers=_timing_headers(hits.usage, started, sum(map(len, body.documents))))
@@ -334,7 +345,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         """``Client.score`` over HTTP: the scores of (query, document) pairs, in input order."""
         started = time.perf_counter()
         scores: Scores = await gateway.call(
-            request, lambda c, t: c.score(body.pairs, activation=body.activation, timeout=t, model=body.model))
+            request, lambda c, t: c.score(body.pairs, activation=body.activation, timeout=t, model=body.model,
+                                          truncation=_truncation(body)))
         return _json({"scores": list(scores), "usage": _usage(scores.usage)},
                      headers=_timing_headers(scores.usage, started, sum(len(d) for _, d in body.pairs)))
 

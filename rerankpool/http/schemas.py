@@ -22,6 +22,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _model_field() -> Any:
+    return Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
+
+
 class Usage(BaseModel):
     total_tokens: int
     prompt_tokens: int | None = None
@@ -35,9 +39,10 @@ class TEIRerankRequest(_Lenient):
 
     query: str
     texts: list[str] = Field(min_length=1, description="the documents to score against the query")
-    truncate: bool | None = Field(None, description="accepted for TEI compatibility; pairs past the model's "
-                                                    "window are always cut at the server's --max-length")
-    truncation_direction: Literal["Right", "right"] = Field("Right", description="the pool keeps each pair's start")
+    truncate: bool | None = Field(None, description="cut pairs past the model's window (default: the server's "
+                                                    "--truncate); false: such a pair gets 413 naming it and its tokens")
+    truncation_direction: Literal["Right", "right", "Left", "left"] = Field(
+        "Right", description="Right cuts the end of a pair past the window, Left its start")
     raw_scores: bool | None = Field(False, description="raw logits instead of sigmoid scores")
     return_text: bool | None = False
 
@@ -50,7 +55,7 @@ class InfinityRerankRequest(_Lenient):
     raw_scores: bool | None = False
     return_documents: bool | None = False
     top_n: int | None = Field(None, ge=1, description="return only the best top_n")
-    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
+    model: str | None = _model_field()
 
 
 class TEIRank(BaseModel):
@@ -85,12 +90,12 @@ class TEIError(BaseModel):
 class CohereV2RerankRequest(_Lenient):
     """Cohere's ``POST /v2/rerank``: documents are strings."""
 
-    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
+    model: str | None = _model_field()
     query: str
     documents: list[str] = Field(min_length=1)
     top_n: int | None = Field(None, ge=1, description="return only the best top_n results")
-    max_tokens_per_doc: int | None = Field(None, ge=1, description="accepted; documents are cut at the model's "
-                                                                   "window (the server's --max-length)")
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document to this many tokens; a pair "
+                                                                   "past the model's window is cut to it too")
     return_documents: bool = False
 
 
@@ -140,7 +145,7 @@ class V1RerankRequest(_Lenient):
     all its fields so.
     """
 
-    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
+    model: str | None = _model_field()
     query: str
     documents: list[Union[str, dict[str, Any]]] = Field(min_length=1)
     top_n: int | None = Field(None, ge=1)
@@ -173,24 +178,30 @@ class V1Error(BaseModel):
 # -- the pool's own routes -----------------------------------------------------------------
 
 
-class PoolRerankRequest(_Strict):
+class _PoolOptions(_Strict):
+    """What ``Client.rerank`` and ``Client.score`` both take."""
+
+    activation: Literal["raw", "sigmoid"] = "raw"
+    model: str | None = _model_field()
+    truncate: bool | None = Field(None, description="cut pairs past the model's window (default: the server's "
+                                                    "--truncate); false: such a pair gets 413 naming it")
+    truncation_direction: Literal["right", "left"] = Field("right", description="cut the end (right) or the start")
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document to this many tokens first")
+
+
+class PoolRerankRequest(_PoolOptions):
     """``POST /pool/rerank``: the options of ``Client.rerank``."""
 
     query: str
     documents: list[str] = Field(min_length=1)
     top_k: int | None = Field(None, ge=1)
     return_documents: bool = False
-    activation: Literal["raw", "sigmoid"] = "raw"
-    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
 
 
-
-class PoolScoreRequest(_Strict):
+class PoolScoreRequest(_PoolOptions):
     """``POST /pool/score``: (query, document) pairs, scored in input order."""
 
     pairs: list[tuple[str, str]] = Field(min_length=1)
-    activation: Literal["raw", "sigmoid"] = "raw"
-    model: str | None = Field(None, description="which of the pool's models scores (GET /info lists them); none: its default")
 
 
 class PoolUsage(BaseModel):

@@ -35,6 +35,7 @@ class WorkerConfig:
     cuda_graphs: bool = True  # torch, packed on CUDA: small batches replay CUDA graphs
     fast_tokenizer: bool = True  # flash-tokenizer for BERT vocabularies, where it matches tokenizers
     instruction: str | None = None  # LLM rerankers: the task instruction (None: rerankpool.models.llm's default)
+    truncate: bool = True  # cut pairs past the window for requests that do not say; False: refuse them (too_large)
     device_endpoint: str | None = None  # run the model in this host's device process, not in this worker
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them

@@ -56,7 +56,7 @@ class Worker:
         self.policy = config.policy(packed=self.engine.packed)
         self.tokenizer = load_pair_tokenizer(  # prompt mode for an LLM reranker
             self.model.path, config.max_length, fast=config.fast_tokenizer, threads=config.threads,
-            instruction=config.instruction,
+            instruction=config.instruction, truncate=config.truncate,
         )
         logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
         if config.warmup and not isinstance(self.engine, DeviceClient):  # a device process warms up itself

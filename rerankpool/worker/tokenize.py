@@ -8,6 +8,12 @@ long pairs runs as a few forward passes instead of one padded to the longest pai
 it is cut, per runtime: ``rerankpool.worker.policy``). Engines that run packed tokens
 (``packed_encoder``) get the pairs back to back instead, with no padding to plan.
 
+A request may set its own truncation (``protocol.Truncation``: TEI's ``truncate`` and
+``truncation_direction``, Cohere's ``max_tokens_per_doc``). Its pairs are then encoded by
+``tokenizers`` with those settings, group by group (``PairTokenizer._encode_cut``); a pair too
+long for a request that forbids cutting is still encoded (cut, so the batch runs) and reported
+in ``EncodedBatch.refused``, so that the broker answers its request ``too_large``.
+
 LLM rerankers (``rerankpool.models.llm``) are tokenized in prompt mode (``PromptTokenizer``):
 each pair is written into its family's prompt template and truncated as the model card's
 code does, and the ids go into the same right-padded, length-sorted chunks (token type 0).
@@ -25,6 +31,7 @@ import itertools
 import numpy as np
 
 from rerankpool.models.llm import LlmReranker, llm_reranker
+from rerankpool.protocol import DEFAULT_TRUNCATION, Truncation
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
 from rerankpool.worker.policy import ChunkPolicy, plan_chunks, plan_packed, round_up
 from rerankpool.worker.wordpiece import TextIds, load_fast_wordpiece, ragged_take
@@ -64,14 +71,16 @@ class PairTokenizer:
     """
 
     def __init__(self, tokenizer_json: Path, max_length: int = 512, fast: bool = True,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, truncate: bool = True) -> None:
         from tokenizers import Tokenizer
 
         self.max_length = max_length
+        self.truncate = truncate  # the default of requests that do not say (the workers' --truncate)
         self._tok = Tokenizer.from_file(str(tokenizer_json))
         if self._tok.model.__class__.__name__ != "WordPiece":
             self._tok = _as_transformers_builds_it(Path(tokenizer_json).parent) or self._tok
         self._tok.no_padding()
+        self._cut = Tokenizer.from_str(self._tok.to_str())  # reconfigured per request's truncation
         self._tok.enable_truncation(max_length, strategy="longest_first")
         self.pad_id = self._pad_id()
         self._words = load_fast_wordpiece(tokenizer_json, threads) if fast else None
@@ -93,17 +102,52 @@ class PairTokenizer:
         query_index: Sequence[int],
         docs: Sequence[str],
         policy: ChunkPolicy = ChunkPolicy(),
+        truncations: Sequence[Truncation] | None = None,
     ) -> EncodedBatch:
-        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks."""
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks; ``truncations``: each
+        pair's request's settings (None: every pair takes the defaults)."""
+        if truncations is not None or not self.truncate:
+            return self._encode_cut(queries, query_index, docs, policy,
+                                    truncations or [DEFAULT_TRUNCATION] * len(docs))
         if self._words is not None:
             pairs = self._pairs_from_texts(queries, query_index, docs)
         else:
-            encodings = self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)])
-            ids = back_to_back([e.ids for e in encodings])
-            first = ids.lengths - np.fromiter((sum(e.type_ids) for e in encodings), dtype=np.int64,
-                                              count=len(encodings))
-            pairs = PairIds(ids, first)
+            pairs = _pair_ids(self._tok.encode_batch([(queries[q], d) for q, d in zip(query_index, docs)]))
         return _chunks(pairs, policy, self.pad_id)
+
+    def _encode_cut(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str],
+                    policy: ChunkPolicy, truncations: Sequence[Truncation]) -> EncodedBatch:
+        """Pairs under their requests' own truncation, encoded by ``tokenizers`` group by group of settings.
+
+        ``max_tokens_per_doc`` cuts the document's text at that token's character offset (from
+        the start, or from the end with ``direction="left"``) before the pair is encoded; then the
+        pair is fitted to the window longest-first from the right or the left, as ``tokenizers``
+        (and so TEI) does. A pair that would need cutting when its request forbids it is encoded
+        cut all the same and named in ``refused``, with its length.
+        """
+        texts = [(queries[q], d) for q, d in zip(query_index, docs)]
+        encodings: list = [None] * len(texts)
+        refused: dict[int, str] = {}
+        groups: dict[Truncation, list[int]] = {}
+        for i, t in enumerate(truncations):
+            groups.setdefault(t, []).append(i)
+        tok = self._cut
+        for t, rows in groups.items():
+            direction = t.direction
+            group = [texts[i] for i in rows]
+            if t.max_tokens_per_doc is not None:
+                group = [(q, _cut_text(tok, d, t.max_tokens_per_doc, direction)) for q, d in group]
+            if not (self.truncate if t.truncate is None else t.truncate):
+                tok.no_truncation()
+                for i, e in zip(rows, tok.encode_batch(group)):
+                    if len(e.ids) > self.max_length:
+                        refused[i] = f"{len(e.ids)} tokens with its query; the model's window is {self.max_length}"
+            tok.enable_truncation(self.max_length, strategy="longest_first", direction=direction)
+            for i, e in zip(rows, tok.encode_batch(group)):
+                encodings[i] = e
+        batch = _chunks(_pair_ids(encodings), policy, self.pad_id)
+        batch.refused = refused
+        return batch
 
     def _pairs_from_texts(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str]) -> PairIds:
         """Each text encoded once, then ``[CLS] q [SEP] d [SEP]`` per pair, cut to ``max_length``."""
@@ -132,10 +176,12 @@ class PromptTokenizer:
 
     backend = "tokenizers (LLM prompt)"
 
-    def __init__(self, tokenizer_json: Path, reranker: LlmReranker, max_length: int = 512) -> None:
+    def __init__(self, tokenizer_json: Path, reranker: LlmReranker, max_length: int = 512,
+                 truncate: bool = True) -> None:
         from tokenizers import Tokenizer
 
         self.max_length = max_length
+        self.truncate = truncate
         self.reranker = reranker
         self._tok = Tokenizer.from_file(str(tokenizer_json))
         self._tok.no_padding()
@@ -149,22 +195,57 @@ class PromptTokenizer:
         query_index: Sequence[int],
         docs: Sequence[str],
         policy: ChunkPolicy = ChunkPolicy(),
+        truncations: Sequence[Truncation] | None = None,
     ) -> EncodedBatch:
-        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks."""
-        ids = back_to_back(
-            self.reranker.pair_ids(self._tok, [(queries[q], d) for q, d in zip(query_index, docs)], self.max_length))
-        return _chunks(PairIds(ids, ids.lengths), policy, self.pad_id)
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks.
+
+        The card cuts the formatted pair from its end; a request that forbids cutting gets its
+        too-long pairs ``refused``, and one that asks for another cut (from the left, or per
+        document) is refused too: the cards define none.
+        """
+        pairs = [(queries[q], d) for q, d in zip(query_index, docs)]
+        ids = back_to_back(self.reranker.pair_ids(self._tok, pairs, self.max_length))
+        batch = _chunks(PairIds(ids, ids.lengths), policy, self.pad_id)
+        if truncations is None and self.truncate:
+            return batch
+        for i, t in enumerate(truncations or [DEFAULT_TRUNCATION] * len(pairs)):
+            if t.direction != "right" or t.max_tokens_per_doc is not None:
+                batch.refused[i] = "LLM rerankers cut only as their model card does (the end of the pair)"
+            elif not (self.truncate if t.truncate is None else t.truncate):
+                (full,) = self.reranker.pair_ids(self._tok, [pairs[i]], 1 << 30)
+                if len(full) > self.max_length:
+                    batch.refused[i] = f"{len(full)} tokens in its prompt; the model's window is {self.max_length}"
+        return batch
 
 
 def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = True, threads: int | None = None,
-                        instruction: str | None = None) -> PairTokenizer | PromptTokenizer:
-    """The checkpoint's tokenizer: prompt mode for an LLM reranker, else cross-encoder pairs."""
+                        instruction: str | None = None, truncate: bool = True) -> PairTokenizer | PromptTokenizer:
+    """The checkpoint's tokenizer: prompt mode for an LLM reranker, else cross-encoder pairs. ``truncate``: the
+    default of requests that do not say whether a pair past the window may be cut."""
     reranker = llm_reranker(model_path, instruction)
     if reranker is not None:
-        return PromptTokenizer(Path(model_path) / "tokenizer.json", reranker, max_length)
+        return PromptTokenizer(Path(model_path) / "tokenizer.json", reranker, max_length, truncate)
     if instruction is not None:
         raise ValueError(f"an instruction is for LLM rerankers; {model_path} is a cross-encoder")
-    return PairTokenizer(Path(model_path) / "tokenizer.json", max_length, fast=fast, threads=threads)
+    return PairTokenizer(Path(model_path) / "tokenizer.json", max_length, fast=fast, threads=threads,
+                         truncate=truncate)
+
+
+def _cut_text(tok, doc: str, max_tokens: int, direction: str) -> str:
+    """``doc`` cut to its first (``direction`` "right") or last ("left") ``max_tokens`` tokens, at their
+    character offsets: the text those tokens came from."""
+    tok.no_truncation()
+    offsets = [o for o in tok.encode(doc, add_special_tokens=False).offsets]
+    if len(offsets) <= max_tokens:
+        return doc
+    return doc[: offsets[max_tokens - 1][1]] if direction == "right" else doc[offsets[-max_tokens][0]:]
+
+
+def _pair_ids(encodings) -> "PairIds":
+    """``tokenizers`` pair encodings as one flat run of ids, with how many of each pair lead with token type 0."""
+    ids = back_to_back([e.ids for e in encodings])
+    first = ids.lengths - np.fromiter((sum(e.type_ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    return PairIds(ids, first)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rerankpool.broker.batching import BatchingConfig
 from rerankpool.broker.core import CoreConfig, BrokerCore
 from rerankpool.broker.registry import LivenessConfig
-from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request, WorkerInfo
+from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request, Truncation, WorkerInfo
 
 
 MODELS = ("a", "b")
@@ -421,3 +421,22 @@ def test_a_configured_default_model_is_known_before_its_workers_and_wins_over_th
     assert core.default_model == "a" and core.models == ["a", "b"]
     [(worker, batch)] = core.dispatch(0.0)
     assert worker.identity == b"a1" and batch.model == "a"
+
+
+def test_a_pair_a_worker_refuses_fails_only_its_request():
+    """A worker names a pair too long for its request (truncate=false): that request gets too_large naming its
+    document; the other request in the batch gets its scores."""
+    core = BrokerCore()
+    core.register(b"w", info(2), 0.0)
+    strict = Request(1, OP_SCORE, ["q"], None, ["short", "long one"], truncation=Truncation(truncate=False))
+    core.admit((b"c", 1), strict, 0.0)
+    core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["x"]), 0.0)
+    [(_, batch)] = core.dispatch(0.0)
+    long_at = next(i for i, p in enumerate(batch.pairs) if p.doc == "long one")
+    _, outcomes = core.on_result(b"w", batch.id, np.ones(3, np.float32), 0.1,
+                                 refused={long_at: "600 tokens with its query; the model's window is 512"})
+    by_key = {o.key: o for o in outcomes}
+    assert by_key[(b"c", 1)].error_code == ErrorCode.TOO_LARGE
+    assert by_key[(b"c", 1)].error_message.startswith("document 1 is too long: 600 tokens")
+    assert by_key[(b"c", 2)].ok and list(by_key[(b"c", 2)].scores) == [1.0]
+    assert [p.truncation for p in batch.pairs if p.key == (b"c", 1)] == [Truncation(truncate=False)] * 2

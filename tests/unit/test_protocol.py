@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgpack
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,8 +27,20 @@ def test_round_trip_of_every_scoring_op():
         Request(1, P.OP_RERANK, ["q"], None, ["a", "b"], top_k=1, activation="sigmoid", timeout_ms=50),
         Request(2, P.OP_SCORE, ["q1", "q2"], [1, 0, 1], ["a", "b", "c"]),
         Request(3, P.OP_SCORE, ["q"], None, ["a"]),
+        Request(4, P.OP_RERANK, ["q"], None, ["a"], model="m", truncation=P.Truncation(False, "left", 7)),
+        Request(5, P.OP_SCORE, ["q"], None, ["a"], truncation=P.Truncation(max_tokens_per_doc=3)),
     ):
         assert decode_request(encode_request(req)) == req
+
+
+def test_a_batch_carries_each_docs_truncation_only_when_one_is_not_the_default():
+    plain = P.BatchMessage(7, ["q"], np.array([0, 0], np.int32), ["a", "b"])
+    assert "truncation" not in P.unpack(P.encode_batch(plain))
+    assert P.decode_batch(P.unpack(P.encode_batch(plain))).truncations is None
+    ts = [P.DEFAULT_TRUNCATION, P.Truncation(False, "left", 12)]
+    back = P.decode_batch(P.unpack(P.encode_batch(P.BatchMessage(7, ["q"], np.array([0, 0], np.int32), ["a", "b"],
+                                                                  ts))))
+    assert back.truncations == ts
 
 
 BAD = [
@@ -46,6 +59,10 @@ BAD = [
     ("top_k zero", frames(good(top_k=0)), ErrorCode.BAD_REQUEST),
     ("bad activation", frames(good(activation="softmax")), ErrorCode.BAD_REQUEST),
     ("negative timeout", frames(good(timeout_ms=-5)), ErrorCode.BAD_REQUEST),
+    ("truncate not a bool", frames(good(truncate="yes")), ErrorCode.BAD_REQUEST),
+    ("unknown direction", frames(good(truncation_direction="up")), ErrorCode.BAD_REQUEST),
+    ("max tokens zero", frames(good(max_tokens_per_doc=0)), ErrorCode.BAD_REQUEST),
+    ("empty model", frames(good(model="")), ErrorCode.BAD_REQUEST),
     ("too many docs", frames(good(docs=["a"] * 11)), ErrorCode.TOO_LARGE),
     ("doc too long", frames(good(docs=["x" * 101])), ErrorCode.TOO_LARGE),
     ("score needs index", frames({"op": "score", "id": 1, "queries": ["a", "b"], "docs": ["x"]}),

@@ -70,7 +70,8 @@ class OpenBatch:
             return P.encode_failed(self.message.id, self.error)
         timings = batch_timings(self.encoded, arrived=self.arrived, tokenize_ms=1000.0 * (self.sent - self.arrived),
                                 started=self.sent, device_ms=self.device_ms)
-        return P.encode_result(self.message.id, self.scores, timings, memory, self.encoded.pair_tokens())
+        return P.encode_result(self.message.id, self.scores, timings, memory, self.encoded.pair_tokens(),
+                               self.encoded.refused)
 
 
 class DeviceStages:
@@ -102,7 +103,8 @@ class DeviceStages:
         done = self.collect()  # first the batches the device process has finished meanwhile
         arrived = time.perf_counter()
         try:
-            encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy)
+            encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy,
+                                            message.truncations)
         except Exception as exc:
             return [*done, P.encode_failed(message.id, f"tokenization failed: {exc!r}")]
         batch = OpenBatch(message, encoded, arrived, time.perf_counter())

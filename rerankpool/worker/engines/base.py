@@ -88,6 +88,7 @@ class EncodedBatch:
 
     size: int
     chunks: list[Chunk | PackedChunk] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)  # pairs too long for a request that forbade cutting
 
     @property
     def real_tokens(self) -> int:
