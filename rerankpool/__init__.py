@@ -14,12 +14,13 @@ from rerankpool.errors import (
     UnknownModel,
     WorkerFailed,
 )
-from rerankpool.protocol import ModelInfo, Truncation
+from rerankpool.protocol import Chunking, ModelInfo, Truncation
 
 
 __all__ = [
     "AsyncClient",
     "BadRequest",
+    "Chunking",
     "Client",
     "DeadlineExceeded",
     "Hit",

@@ -34,6 +34,19 @@ def gateway_config(args: argparse.Namespace, connect: str, listen: str, processe
                          timeout_s=timeout_s, max_body_bytes=args.max_body_bytes, security=security)
 
 
+def default_chunking(args: argparse.Namespace):
+    """The broker's ``--chunking`` flags as a ``Chunking`` (None when off); exits naming a bad setting."""
+    from rerankpool.protocol import Chunking
+
+    if args.chunking == "off":
+        return None
+    chunking = Chunking(args.chunking, args.chunk_window_tokens, args.chunk_overlap_tokens, args.max_windows_per_doc)
+    problem = chunking.check()
+    if problem:
+        raise SystemExit(f"--chunking: {problem}")
+    return chunking
+
+
 def broker_config(args: argparse.Namespace, expect_workers: int = 0):
     from rerankpool.security.cli import server_security_from_args
 
@@ -55,6 +68,7 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
             max_queued_pairs=args.max_queued_pairs,
             max_queued_pairs_per_model=args.max_queued_pairs_per_model,
             default_model=args.default_model,
+            chunking=default_chunking(args),
         ),
         limits=Limits(args.max_docs, args.max_doc_chars, Limits().max_query_chars, args.max_message_bytes),
         expect_workers=expect_workers,

@@ -47,6 +47,14 @@ def broker_flags() -> argparse.ArgumentParser:
                    help="queue bound; beyond it requests get an 'overloaded' error at once")
     g.add_argument("--max-queued-pairs-per-model", type=int, default=None,
                    help="queue bound of each model (default: the whole bound with one model, half with several)")
+    g.add_argument("--chunking", choices=("off", "max", "mean", "first"), default="off",
+                   help="score documents longer than the window by overlapping windows, for requests that do not "
+                        "say: the document's score is the max (or mean, or first) of its windows' scores")
+    g.add_argument("--chunk-window-tokens", type=int, default=None,
+                   help="--chunking: document tokens a window (default: all that fit beside the query)")
+    g.add_argument("--chunk-overlap-tokens", type=int, default=64, help="--chunking: tokens shared by next windows")
+    g.add_argument("--max-windows-per-doc", type=int, default=16,
+                   help="--chunking: windows a document at most (its first ones; requests may ask for fewer or more)")
     g.add_argument("--default-model", default=None,
                    help="the model of requests that name none (default: the first one a worker serves; "
                         "`up` makes it its first --model)")

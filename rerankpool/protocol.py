@@ -17,6 +17,7 @@ Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
      "docs": [str], "activation": ..., "timeout_ms": ..., "model": ...}
         # model: which served model scores the pairs; None: the default (the first one served)
         # truncate (None: the workers' default), truncation_direction, max_tokens_per_doc: see Truncation
+        # "chunking": {"aggregate", "window_tokens", "overlap_tokens", "max_windows"} (see Chunking), or absent
     {"op": "models", "id": int}       # the models served now, with their live workers
     {"op": "stats", "id": int, "events_since": int|None}
     {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
@@ -26,7 +27,8 @@ Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
 Broker -> client (``encode_scores_reply``, ``encode_value_reply``, ``encode_error_reply``)::
 
     {"id": int, "ok": True, "scores": f32 bytes, "indices": i32 bytes (rerank only),
-     "usage": {"tokens": int, "tokenize_ms": float, "queue_ms": float, "inference_ms": float}}
+     "usage": {"tokens": int, "tokenize_ms": float, "queue_ms": float, "inference_ms": float},
+     "spans": i32 bytes (chunked scoring: per result, the best window's [start, end) characters in its doc)}
         # usage: tokens of all pairs; each stage's time as the mean over the pairs
     {"id": int, "ok": True, "stats": {..., "events": [BatchEvent as a map]}} / {"id": int, "ok": True, "pong": {...}}
     {"id": int, "ok": True, "models": [ModelInfo as a map]}
@@ -38,7 +40,8 @@ Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``enco
     {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length, packed}}
     {"op": "heartbeat"}
     {"op": "result", "id": batch_id, "scores": f32 bytes, "tokens": i32 bytes (per pair), "timings": {...},
-     "memory": {...}, "refused": [[doc index, reason], ...] (pairs too long for a request that forbade cutting)}
+     "memory": {...}, "refused": [[doc index, reason], ...] (pairs too long for a request that forbade cutting),
+     "windows": [[doc index, [[start, end, tokens], ...]], ...] (docs to split: their windows, not scored)}
     {"op": "failed", "id": batch_id, "error": str}
     {"op": "draining"}                # send no more batches; "bye" follows when done
     {"op": "bye"}
@@ -47,7 +50,9 @@ Broker -> worker (``encode_batch``, ``encode_heartbeat``, ``encode_disconnect``,
 
     {"op": "batch", "id": batch_id, "queries": [str], "query_index": i32 bytes, "docs": [str],
      "truncation": {"truncate": u8 bytes (0 default, 1 cut, 2 refuse), "left": u8 bytes,
-                    "max_doc_tokens": i32 bytes (0: none)} (per doc; left out when every pair takes the defaults)}
+                    "max_doc_tokens": i32 bytes (0: none)} (per doc; left out when every pair takes the defaults),
+     "split": {"doc": i32 bytes (the docs to split into windows, if longer than one), "window": i32 bytes,
+               "overlap": i32 bytes, "max_windows": i32 bytes} (per listed doc; left out when none is)}
     {"op": "heartbeat"}
     {"op": "disconnect"}              # unknown peer: register again with "ready"
     {"op": "refused", "reason": str}  # this worker may not join; it exits
@@ -170,6 +175,37 @@ class Truncation:
 
 DEFAULT_TRUNCATION = Truncation()
 
+AGGREGATES = ("max", "mean", "first")
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """Chunked scoring of a document longer than the model's window, as Cohere's hosted rerank does it.
+
+    A worker splits such a document into overlapping windows of ``window_tokens`` tokens
+    (None: as many as fit beside the query) overlapping by ``overlap_tokens``, cut at word
+    boundaries by the model's own tokenizer, at most ``max_windows`` of them (the first ones).
+    Every window is scored as a pair of its own, and the document's score is the
+    ``aggregate`` of its windows' scores: ``max``, ``mean`` or ``first``.
+    """
+
+    aggregate: str = "max"
+    window_tokens: int | None = None
+    overlap_tokens: int = 64
+    max_windows: int = 16
+
+    def check(self) -> str | None:
+        """What is wrong with these settings, or None."""
+        if self.aggregate not in AGGREGATES:
+            return f"chunking aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}"
+        if self.window_tokens is not None and self.window_tokens < 8:
+            return f"chunking window_tokens must be >= 8, got {self.window_tokens}"
+        if not 0 <= self.overlap_tokens < (self.window_tokens or 1 << 30):
+            return f"chunking overlap_tokens must be >= 0 and below window_tokens, got {self.overlap_tokens}"
+        if self.max_windows < 1:
+            return f"chunking max_windows must be >= 1, got {self.max_windows}"
+        return None
+
 
 @dataclass
 class Request:
@@ -187,6 +223,7 @@ class Request:
     wait_workers: int | None = None
     model: str | None = None  # None: the broker's default model
     truncation: Truncation = DEFAULT_TRUNCATION
+    chunking: Chunking | None = None  # None: the broker's default (off unless --chunking)
 
     @property
     def n_pairs(self) -> int:
@@ -238,6 +275,8 @@ def encode_request(req: Request) -> list[bytes]:
         t = req.truncation
         if not t.is_default:
             header.update(truncate=t.truncate, truncation_direction=t.direction, max_tokens_per_doc=t.max_tokens_per_doc)
+        if req.chunking is not None:
+            header["chunking"] = dataclasses.asdict(req.chunking)
     return pack(header)
 
 
@@ -351,6 +390,24 @@ def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Requ
     if max_doc is not None and max_doc < 1:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"max_tokens_per_doc must be >= 1, got {max_doc}", rid)
     req.truncation = Truncation(truncate, direction.lower(), max_doc)
+    chunking = header.get("chunking")
+    if chunking is not None:
+        if not isinstance(chunking, dict):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "chunking must be a map of aggregate, window_tokens, "
+                                                       "overlap_tokens and max_windows", rid)
+        known = {f.name: f for f in dataclasses.fields(Chunking)}
+        unknown = set(chunking) - set(known)
+        if unknown:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown chunking keys: {', '.join(sorted(map(str, unknown)))}",
+                                rid)
+        for name, value in chunking.items():
+            kind = str if name == "aggregate" else int
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"chunking {name} must be {kind.__name__}", rid)
+        req.chunking = Chunking(**{k: v for k, v in chunking.items() if v is not None or k == "window_tokens"})
+        problem = req.chunking.check()
+        if problem:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, problem, rid)
     return req
 
 
@@ -374,12 +431,14 @@ def from_i32(data: bytes) -> np.ndarray:
 
 
 def encode_scores_reply(request_id: int, scores: np.ndarray, indices: np.ndarray | None = None,
-                        usage: dict[str, float] | None = None) -> list[bytes]:
+                        usage: dict[str, float] | None = None, spans: np.ndarray | None = None) -> list[bytes]:
     header: dict[str, Any] = {"id": request_id, "ok": True, "scores": f32_bytes(scores)}
     if indices is not None:
         header["indices"] = i32_bytes(indices)
     if usage is not None:
         header["usage"] = usage
+    if spans is not None:
+        header["spans"] = i32_bytes(np.asarray(spans).reshape(-1))
     return pack(header)
 
 
@@ -507,6 +566,7 @@ class BatchMessage:
     query_index: np.ndarray
     docs: list[str]
     truncations: list[Truncation] | None = None  # per doc; None: every pair takes the workers' defaults
+    split: dict[int, Chunking] | None = None  # docs to split into windows if longer than one, by index
 
 
 _TRUNCATE_CODES = {None: 0, True: 1, False: 2}
@@ -522,6 +582,11 @@ def encode_batch(batch: BatchMessage) -> list[bytes]:
             "left": bytes(t.direction == "left" for t in ts),
             "max_doc_tokens": i32_bytes([t.max_tokens_per_doc or 0 for t in ts]),
         }
+    if batch.split:
+        docs, cs = list(batch.split), list(batch.split.values())
+        header["split"] = {"doc": i32_bytes(docs), "window": i32_bytes([c.window_tokens or 0 for c in cs]),
+                           "overlap": i32_bytes([c.overlap_tokens for c in cs]),
+                           "max_windows": i32_bytes([c.max_windows for c in cs])}
     return pack(header)
 
 
@@ -532,18 +597,28 @@ def decode_batch(header: dict[str, Any]) -> BatchMessage:
         codes = {v: k for k, v in _TRUNCATE_CODES.items()}
         truncations = [Truncation(codes[c], "left" if left else "right", int(m) or None)
                        for c, left, m in zip(raw["truncate"], raw["left"], from_i32(raw["max_doc_tokens"]))]
+    split = None
+    raw = header.get("split")
+    if raw is not None:
+        split = {int(d): Chunking("max", int(w) or None, int(o), int(m)) for d, w, o, m in
+                 zip(from_i32(raw["doc"]), from_i32(raw["window"]), from_i32(raw["overlap"]),
+                     from_i32(raw["max_windows"]))}
     return BatchMessage(id=header["id"], queries=header["queries"], query_index=from_i32(header["query_index"]),
-                        docs=header["docs"], truncations=truncations)
+                        docs=header["docs"], truncations=truncations, split=split)
 
 
 def encode_result(batch_id: int, scores: np.ndarray, timings: BatchTimings, memory: dict[str, float],
-                  tokens: np.ndarray, refused: dict[int, str] | None = None) -> list[bytes]:
+                  tokens: np.ndarray, refused: dict[int, str] | None = None,
+                  windows: dict[int, list[tuple[int, int, int]]] | None = None) -> list[bytes]:
     """A scored batch: scores and each pair's token count in batch order, and the batch's timings;
-    ``refused``: the pairs (by index in the batch) too long for a request that forbade cutting them, and why."""
+    ``refused``: the pairs (by index in the batch) too long for a request that forbade cutting them, and why;
+    ``windows``: the docs split into windows ([start, end) characters, tokens), which were not scored."""
     header = {"op": W_RESULT, "id": batch_id, "scores": f32_bytes(scores), "tokens": i32_bytes(tokens),
               "timings": timings.__dict__, "memory": memory}
     if refused:
         header["refused"] = [[int(i), reason] for i, reason in refused.items()]
+    if windows:
+        header["windows"] = [[int(i), [list(map(int, w)) for w in ws]] for i, ws in windows.items()]
     return pack(header)
 
 

@@ -3,6 +3,11 @@
 Exactly-once accounting lives here: a request is answered once (scores, or one
 error), each pair's score is taken once, and scores arriving for a request that has
 already been answered (timed out, failed) are ignored.
+
+Chunked scoring adds one level: a worker may answer a document's pair with its windows
+instead of a score (``split``); each window becomes a pair of its own, scored once like any
+other, and the document's score is the aggregate of its windows' scores once all are in,
+with the best window's character span kept for the reply.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from rerankpool.broker.batching import Pair, estimate_tokens
-from rerankpool.protocol import OP_RERANK, ErrorCode, Request
+from rerankpool.protocol import OP_RERANK, Chunking, ErrorCode, Request
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +52,29 @@ class Outcome:
     error_message: str | None = None
     received_at: float = 0.0
     usage: dict[str, float] | None = None
+    spans: np.ndarray | None = None  # chunked scoring: each doc's best window, [start, end) characters
 
     @property
     def ok(self) -> bool:
         return self.error_code is None
+
+
+@dataclass
+class _Windows:
+    """A document split into windows: their spans, and their scores as they come."""
+
+    spans: list[tuple[int, int]]
+    scores: np.ndarray
+    done: np.ndarray
+    remaining: int
+
+
+def aggregate(how: str, scores: np.ndarray) -> tuple[float, int]:
+    """A document's score from its windows' scores, and the window to quote (the best one, or the first)."""
+    if how == "first":
+        return float(scores[0]), 0
+    best = int(np.argmax(scores))
+    return (float(scores.mean()) if how == "mean" else float(scores[best])), best
 
 
 @dataclass
@@ -61,6 +85,9 @@ class _Pending:
     scores: np.ndarray
     done: np.ndarray
     remaining: int
+    chunking: Chunking | None = None
+    spans: np.ndarray | None = None  # [n, 2]: each doc's best window; the whole doc until split
+    windows: dict[int, _Windows] = field(default_factory=dict)
     tokens: int = 0  # the usage so far: tokens, and stage times summed over the pairs scored
     tokenize_ms: float = 0.0
     queue_ms: float = 0.0
@@ -108,14 +135,21 @@ class RequestTable:
     def is_live(self, key: Hashable) -> bool:
         return key in self._pending
 
-    def add(self, key: RequestKey, request: Request, now: float, default_timeout_ms: int | None) -> list[Pair]:
-        """Register a scoring request and return its pairs, to be queued."""
+    def add(self, key: RequestKey, request: Request, now: float, default_timeout_ms: int | None,
+            chunking: Chunking | None = None) -> list[Pair]:
+        """Register a scoring request and return its pairs, to be queued; with ``chunking``, each pair's worker
+        may split its document into windows (``split``)."""
         if key in self._pending:
             raise KeyError(key)
         timeout_ms = request.timeout_ms if request.timeout_ms is not None else default_timeout_ms
         deadline = None if timeout_ms is None else now + timeout_ms / 1000.0
         n = request.n_pairs
-        self._pending[key] = _Pending(request, now, deadline, np.zeros(n, np.float32), np.zeros(n, bool), n)
+        spans = None
+        if chunking is not None:
+            spans = np.zeros((n, 2), np.int32)
+            spans[:, 1] = [len(d) for d in request.docs]
+        self._pending[key] = _Pending(request, now, deadline, np.zeros(n, np.float32), np.zeros(n, bool), n,
+                                      chunking, spans)
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, key))
         pairs = []
@@ -123,8 +157,23 @@ class RequestTable:
         for i, doc in enumerate(request.docs):
             query = request.queries[request.query_of(i)]
             tokens = estimate_tokens(query, doc, self.max_length, truncation.max_tokens_per_doc)
-            pairs.append(Pair(key, i, query, doc, tokens, truncation=truncation))
+            pairs.append(Pair(key, i, query, doc, tokens, truncation=truncation, chunking=chunking))
         return pairs
+
+    def split(self, pair: Pair, windows: Sequence[tuple[int, int, int]]) -> list[Pair]:
+        """A worker's windows for a document's pair: the pairs to queue for them (none if its request is gone).
+
+        ``windows`` are ([start, end) characters, tokens) of the document; each becomes a pair of
+        the window's text, priced by its real tokens.
+        """
+        entry = self._pending.get(pair.key)  # type: ignore[arg-type]
+        if entry is None or entry.done[pair.index] or pair.index in entry.windows:
+            return []
+        n = len(windows)
+        entry.windows[pair.index] = _Windows([(s, e) for s, e, _ in windows], np.zeros(n, np.float32),
+                                             np.zeros(n, bool), n)
+        return [Pair(pair.key, pair.index, pair.query, pair.doc[s:e], int(t), window=(s, e, k))
+                for k, (s, e, t) in enumerate(windows)]
 
     def fill(self, pairs: Sequence[Pair], scores: np.ndarray, cost: BatchCost | None = None) -> list[Outcome]:
         """Record a batch's scores (and what they cost); returns the requests this completes."""
@@ -133,21 +182,46 @@ class RequestTable:
             entry = self._pending.get(pair.key)  # type: ignore[arg-type]
             if entry is None:
                 continue  # request already answered (timeout, error): drop late scores
-            if entry.done[pair.index]:
+            if pair.window is not None:
+                score = self._window_scored(entry, pair, float(score))
+                if score is None:  # more windows of its document to come (or a duplicate)
+                    self._charge(entry, cost, i)
+                    continue
+            elif entry.done[pair.index]:
                 self.duplicates += 1
                 logger.warning("pair %s#%d scored twice; keeping the first score", pair.key, pair.index)
                 continue
             entry.scores[pair.index] = score
             entry.done[pair.index] = True
             entry.remaining -= 1
-            if cost is not None:
-                entry.tokens += int(cost.tokens[i])
-                entry.queue_ms += float(cost.queue_ms[i])
-                entry.tokenize_ms += cost.tokenize_ms
-                entry.inference_ms += cost.inference_ms
+            self._charge(entry, cost, i)
             if entry.remaining == 0:
                 completed.append(self._finish(pair.key, scores=entry.scores))  # type: ignore[arg-type]
         return completed
+
+    def _window_scored(self, entry: _Pending, pair: Pair, score: float) -> float | None:
+        """Take a window's score; the document's aggregate once its last window is in, else None."""
+        windows = entry.windows[pair.index]
+        k = pair.window[2]  # type: ignore[index]
+        if windows.done[k]:
+            self.duplicates += 1
+            logger.warning("window %d of pair %s#%d scored twice; keeping the first score", k, pair.key, pair.index)
+            return None
+        windows.scores[k], windows.done[k] = score, True
+        windows.remaining -= 1
+        if windows.remaining:
+            return None
+        doc_score, best = aggregate(entry.chunking.aggregate if entry.chunking else "max", windows.scores)
+        entry.spans[pair.index] = windows.spans[best]  # type: ignore[index]
+        return doc_score
+
+    @staticmethod
+    def _charge(entry: _Pending, cost: BatchCost | None, i: int) -> None:
+        if cost is not None:
+            entry.tokens += int(cost.tokens[i])
+            entry.queue_ms += float(cost.queue_ms[i])
+            entry.tokenize_ms += cost.tokenize_ms
+            entry.inference_ms += cost.inference_ms
 
     def fail(self, key: RequestKey, code: str, message: str) -> Outcome | None:
         """End a request with an error; None if it was already answered."""
@@ -188,4 +262,4 @@ class RequestTable:
         entry = self._pending.pop(key)
         self.answered += 1
         return Outcome(key, entry.request, scores, code, message, entry.received_at,
-                       entry.usage() if scores is not None else None)
+                       entry.usage() if scores is not None else None, entry.spans if scores is not None else None)

@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable
 
-from rerankpool.protocol import DEFAULT_TRUNCATION, Truncation
+from rerankpool.protocol import DEFAULT_TRUNCATION, Chunking, Truncation
 
 DEFAULT_BUCKET_EDGES = (32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
 CHARS_PER_TOKEN = 4.5
@@ -87,6 +87,8 @@ class Pair:
     enqueued_at: float = 0.0
     failures: int = 0  # batches holding this pair that failed or died with their worker
     truncation: Truncation = DEFAULT_TRUNCATION  # its request's
+    chunking: Chunking | None = None  # a document a worker splits into windows if it is longer than one
+    window: tuple[int, int, int] | None = None  # a window of document ``index``: [start, end) characters, its number
 
 
 @dataclass

@@ -36,6 +36,7 @@ class CoreConfig:
     max_queued_pairs: int = 200_000  # over all models
     max_queued_pairs_per_model: int | None = None  # None: the overall bound with one model, half of it with several
     default_model: str | None = None  # None: the first model a worker registers with
+    chunking: P.Chunking | None = None  # chunked scoring of requests that do not ask for it (None: off)
     max_length: int = 512
     max_pair_failures: int = 3  # a pair that fails alone this often is poison: its request gets an error
 
@@ -164,7 +165,7 @@ class BrokerCore:
                 model,
             )
         req.model = model if model != PENDING else None
-        pairs = self.requests.add(key, req, now, self.config.request_timeout_ms)
+        pairs = self.requests.add(key, req, now, self.config.request_timeout_ms, req.chunking or self.config.chunking)
         self.counters.pairs_in += len(pairs)
         lane.batcher.add(pairs, now)
         return None
@@ -294,14 +295,16 @@ class BrokerCore:
     def on_result(
         self, identity: bytes, batch_id: int, scores: np.ndarray, now: float,
         timings: P.BatchTimings | None = None, tokens: np.ndarray | None = None,
-        refused: dict[int, str] | None = None,
+        refused: dict[int, str] | None = None, windows: dict[int, list[tuple[int, int, int]]] | None = None,
     ) -> tuple[Batch | None, list[Outcome]]:
         """Take a batch's scores; returns the batch (None if discarded) and the requests it completes.
 
         ``timings`` and ``tokens`` (per pair) feed the metrics and the requests' usage; a
         worker that sends no token counts is charged the broker's estimates. ``refused``: the
         pairs (by index in the batch) that the worker would not cut for a request that forbade
-        it; their requests get ``too_large``, and every other pair's score is kept.
+        it; their requests get ``too_large``, and every other pair's score is kept. ``windows``:
+        the documents the worker split (by index in the batch), whose windows are queued as pairs
+        of their own (``RequestTable.split``) instead of taking a score.
         """
         batch = self.workers.complete(identity, batch_id)
         if batch is None:
@@ -320,17 +323,47 @@ class BrokerCore:
                     pair.key, P.ErrorCode.TOO_LARGE,  # type: ignore[arg-type]
                     f"document {pair.index} is too long: {reason}; send truncate=true (or a max_tokens_per_doc) "
                     "to have it cut, or shorten it"))
+        split = set()
+        for i, spans in sorted((windows or {}).items()):
+            if 0 <= i < n:
+                split.add(i)
+                failed += self._queue_windows(batch.pairs[i], spans, batch.model, now)
+        if split:
+            keep = np.array([i not in split for i in range(n)])
+            pairs = [p for i, p in enumerate(batch.pairs) if keep[i]]
+            scores, tokens = scores[keep], None if tokens is None else tokens[keep]
+        else:
+            pairs = batch.pairs
+        n = len(pairs)
         self.counters.scored(now, n)
         self.lanes[batch.model].pairs_scored += n
         cost = None
         if timings is not None:
             if tokens is None or len(tokens) != n:
-                tokens = np.fromiter((p.tokens for p in batch.pairs), np.int64, n)
-            cost = BatchCost(tokens, batch.queue_ms(), timings.tokenize_ms, timings.inference_ms)
+                tokens = np.fromiter((p.tokens for p in pairs), np.int64, n)
+            queue_ms = batch.queue_ms() if not split else batch.queue_ms()[keep]
+            cost = BatchCost(tokens, queue_ms, timings.tokenize_ms, timings.inference_ms)
             self.counters.metrics.batch_done(n, timings.real_tokens, timings.padded_tokens,
                                              float(cost.queue_ms.mean()) / 1000.0, timings.tokenize_ms / 1000.0,
                                              timings.inference_ms / 1000.0)
-        return batch, self._counted([o for o in failed if o is not None] + self.requests.fill(batch.pairs, scores, cost))
+        return batch, self._counted([o for o in failed if o is not None] + self.requests.fill(pairs, scores, cost))
+
+    def _queue_windows(self, pair: Pair, spans: list[tuple[int, int, int]], model: str,
+                       now: float) -> list[Outcome | None]:
+        """Queue a split document's windows as pairs; its request gets ``too_large`` if they would pass a queue
+        bound."""
+        lane = self.lanes[model]
+        over = [(what, queued, bound) for what, queued, bound in (
+            ("the broker", self.queued_pairs, self.config.max_queued_pairs),
+            (f"model {model!r}", lane.queued_pairs, self.per_model_bound())) if queued + len(spans) > bound]
+        if over:
+            what, queued, bound = over[0]
+            return [self.requests.fail(
+                pair.key, P.ErrorCode.TOO_LARGE,  # type: ignore[arg-type]
+                f"document {pair.index} needs {len(spans)} windows, and {queued} pairs are queued at {what} "
+                f"(limit {bound}): send fewer or shorter documents, or a smaller max_windows")]
+        lane.batcher.add(self.requests.split(pair, spans), now)
+        return []
 
     def on_failed(self, identity: bytes, batch_id: int, message: str) -> list[Outcome]:
         """A batch the model raised on: retried in halves to isolate the pair that does it."""

@@ -48,7 +48,8 @@ def batch_message(batch: Batch) -> P.BatchMessage:
     pairs = batch.pairs
     index = np.fromiter((query_ids.setdefault(p.query, len(query_ids)) for p in pairs), np.int32, len(pairs))
     truncations = [p.truncation for p in pairs] if any(not p.truncation.is_default for p in pairs) else None
-    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs], truncations)
+    split = {i: p.chunking for i, p in enumerate(pairs) if p.chunking is not None}
+    return P.BatchMessage(batch.id, list(query_ids), index, [p.doc for p in pairs], truncations, split or None)
 
 
 class Broker:
@@ -196,7 +197,8 @@ class Broker:
         self.core.counters.metrics.request_done(time.monotonic() - outcome.received_at)
         if outcome.ok:
             scores, indices = finalize(outcome.request, outcome.scores)  # type: ignore[arg-type]
-            self._send_client(identity, P.encode_scores_reply(request_id, scores, indices, outcome.usage))
+            spans = outcome.spans if outcome.spans is None or indices is None else outcome.spans[indices]
+            self._send_client(identity, P.encode_scores_reply(request_id, scores, indices, outcome.usage, spans))
         else:
             self._send_client(
                 identity, P.encode_error_reply(request_id, outcome.error_code or "", outcome.error_message or "")
@@ -267,8 +269,9 @@ class Broker:
         timings = P.BatchTimings.from_dict(header["timings"])
         tokens = P.from_i32(header["tokens"]) if isinstance(header.get("tokens"), bytes) else None
         refused = {int(i): str(reason) for i, reason in header.get("refused") or []}
+        windows = {int(i): [(int(s), int(e), int(t)) for s, e, t in spans] for i, spans in header.get("windows") or []}
         batch, outcomes = self.core.on_result(identity, header["id"], P.from_f32(header["scores"]), now, timings,
-                                              tokens, refused)
+                                              tokens, refused, windows)
         if batch is None:
             return
         worker = self.core.workers.get(identity)

@@ -18,11 +18,16 @@ GRACE_S = 1.0  # how long past a request's deadline the client still waits for t
 
 @dataclass(frozen=True)
 class Hit:
-    """One reranked document: its index in the input, its score, and the document if asked for."""
+    """One reranked document: its index in the input, its score, and the document if asked for.
+
+    ``span``: under chunked scoring, the [start, end) characters of the document's best window
+    (the whole document when it fit in one), so that a caller can quote the passage that counted.
+    """
 
     index: int
     score: float
     document: str | None = None
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,14 @@ class Ranking(list):
 
 
 class Scores(list):
-    """``score``'s answer: a list of floats in input order, that also carries the request's ``usage``."""
+    """``score``'s answer: a list of floats in input order, that also carries the request's ``usage`` (and,
+    under chunked scoring, each pair's best window as ``spans``)."""
 
-    def __init__(self, scores: Sequence[float] = (), usage: Usage | None = None) -> None:
+    def __init__(self, scores: Sequence[float] = (), usage: Usage | None = None,
+                 spans: list[tuple[int, int]] | None = None) -> None:
         super().__init__(scores)
         self.usage = usage
+        self.spans = spans
 
 
 class BaseClient:
@@ -72,13 +80,14 @@ class BaseClient:
         return self.timeout if timeout is None else timeout
 
     def _rerank_request(self, query: str, docs: Sequence[str], top_k: int | None, activation: str,
-                        timeout: float, model: str | None, truncation: P.Truncation) -> P.Request:
+                        timeout: float, model: str | None, truncation: P.Truncation,
+                        chunking: P.Chunking | None) -> P.Request:
         return P.Request(id=0, op=P.OP_RERANK, queries=[query], docs=list(docs), top_k=top_k,
                          activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model,
-                         truncation=truncation)
+                         truncation=truncation, chunking=_checked(chunking))
 
     def _score_request(self, pairs: Sequence[tuple[str, str]], activation: str, timeout: float,
-                       model: str | None, truncation: P.Truncation) -> P.Request:
+                       model: str | None, truncation: P.Truncation, chunking: P.Chunking | None) -> P.Request:
         queries: dict[str, int] = {}
         index: list[int] = []
         docs: list[str] = []
@@ -90,7 +99,7 @@ class BaseClient:
             docs.append(doc)
         return P.Request(id=0, op=P.OP_SCORE, queries=list(queries), query_index=index if len(queries) > 1 else None,
                          docs=docs, activation=activation, timeout_ms=max(1, int(timeout * 1000)), model=model,
-                         truncation=truncation)
+                         truncation=truncation, chunking=_checked(chunking))
 
     def _encode(self, req: P.Request) -> list[bytes]:
         """Give the request a fresh id and encode it. Each attempt gets its own id."""
@@ -122,14 +131,31 @@ class BaseClient:
     def _hits(header: dict[str, Any], docs: Sequence[str], return_documents: bool) -> Ranking:
         scores = P.from_f32(header["scores"])
         indices = P.from_i32(header["indices"])
+        spans = _spans(header) or [None] * len(indices)
         return Ranking(
-            [Hit(int(i), float(s), docs[int(i)] if return_documents else None) for i, s in zip(indices, scores)],
+            [Hit(int(i), float(s), docs[int(i)] if return_documents else None, span)
+             for i, s, span in zip(indices, scores, spans)],
             Usage.from_reply(header),
         )
 
     @staticmethod
     def _scores(header: dict[str, Any]) -> Scores:
-        return Scores(P.from_f32(header["scores"]).tolist(), Usage.from_reply(header))
+        return Scores(P.from_f32(header["scores"]).tolist(), Usage.from_reply(header), _spans(header))
+
+
+def _spans(header: dict[str, Any]) -> list[tuple[int, int]] | None:
+    raw = header.get("spans")
+    if not isinstance(raw, bytes):
+        return None
+    return [(int(s), int(e)) for s, e in P.from_i32(raw).reshape(-1, 2)]
+
+
+def _checked(chunking: P.Chunking | None) -> P.Chunking | None:
+    """Refuse bad chunking settings here, before they travel."""
+    problem = chunking.check() if chunking is not None else None
+    if problem:
+        raise BadRequest(P.ErrorCode.BAD_REQUEST, problem)
+    return chunking
 
 
 def reply_id(header: dict[str, Any]) -> int | None:

@@ -62,18 +62,20 @@ class AsyncClient(BaseClient):
         timeout: float | None = None,
         model: str | None = None,
         truncation: P.Truncation = P.DEFAULT_TRUNCATION,
+        chunking: P.Chunking | None = None,
     ) -> Ranking:
         timeout = self._timeout(timeout)
-        request = self._rerank_request(query, docs, top_k, activation, timeout, model, truncation)
+        request = self._rerank_request(query, docs, top_k, activation, timeout, model, truncation, chunking)
         return self._hits(await self._call(request, timeout), docs, return_documents)
 
     async def score(
         self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None,
         model: str | None = None, truncation: P.Truncation = P.DEFAULT_TRUNCATION,
+        chunking: P.Chunking | None = None,
     ) -> Scores:
         timeout = self._timeout(timeout)
-        return self._scores(await self._call(self._score_request(pairs, activation, timeout, model, truncation),
-                                             timeout))
+        request = self._score_request(pairs, activation, timeout, model, truncation, chunking)
+        return self._scores(await self._call(request, timeout))
 
     async def models(self, timeout: float = 5.0) -> list[P.ModelInfo]:
         """The models the pool serves now, the default first, with their live workers."""

@@ -64,24 +64,30 @@ class Client(BaseClient):
         timeout: float | None = None,
         model: str | None = None,
         truncation: P.Truncation = P.DEFAULT_TRUNCATION,
+        chunking: P.Chunking | None = None,
     ) -> Ranking:
         """Score ``docs`` against ``query``; best first, cut to ``top_k``.
 
         Scores are the model's raw logits unless ``activation="sigmoid"``. ``model``: one of
         the pool's models (``models()``); None: its default, the first one served.
-        ``truncation``: how pairs past the model's window are cut, or refused (``Truncation``).
+        ``truncation``: how pairs past the model's window are cut, or refused (``Truncation``);
+        ``chunking``: score a document longer than the window by its windows (``Chunking``; None:
+        the broker's default), each hit then giving its best window's ``span``.
         """
         timeout = self._timeout(timeout)
-        header = self._call(self._rerank_request(query, docs, top_k, activation, timeout, model, truncation), timeout)
+        request = self._rerank_request(query, docs, top_k, activation, timeout, model, truncation, chunking)
+        header = self._call(request, timeout)
         return self._hits(header, docs, return_documents)
 
     def score(
         self, pairs: Sequence[tuple[str, str]], activation: str = "raw", timeout: float | None = None,
         model: str | None = None, truncation: P.Truncation = P.DEFAULT_TRUNCATION,
+        chunking: P.Chunking | None = None,
     ) -> Scores:
         """Scores of (query, doc) pairs, in input order, by ``model`` (None: the pool's default)."""
         timeout = self._timeout(timeout)
-        return self._scores(self._call(self._score_request(pairs, activation, timeout, model, truncation), timeout))
+        request = self._score_request(pairs, activation, timeout, model, truncation, chunking)
+        return self._scores(self._call(request, timeout))
 
     def models(self, timeout: float = 5.0) -> list[P.ModelInfo]:
         """The models the pool serves now, the default first, with their live workers."""

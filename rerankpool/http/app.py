@@ -34,7 +34,7 @@ from rerankpool.http.config import DEADLINE_HEADER, GatewayConfig
 from rerankpool.http.errors import UNAUTHORIZED, ApiError, Shape, error_body, validation_message
 from rerankpool.http.metrics import GatewayMetrics
 from rerankpool.models.families import list_families
-from rerankpool.protocol import ErrorCode, Truncation
+from rerankpool.protocol import Chunking, ErrorCode, Truncation
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,10 @@ def _truncation(body: S._PoolOptions) -> Truncation:
     return Truncation(body.truncate, body.truncation_direction, body.max_tokens_per_doc)
 
 
+def _chunking(body: S._PoolOptions) -> Chunking | None:
+    return None if body.chunking is None else Chunking(**body.chunking.model_dump())
+
+
 def _v1_document(doc: str | dict) -> dict:
     """A v1 result's document: ``{text}`` for a string, the object itself (every field kept) for an object."""
     return {"text": doc} if isinstance(doc, str) else doc
@@ -312,9 +316,10 @@ def create_app(config: GatewayConfig) -> FastAPI:
         started = time.perf_counter()
         texts = [v1_text(d, body.rank_fields) for d in body.documents]
         top_n = _cut(body.top_n, len(texts))
+        chunks = None if body.max_chunks_per_doc is None else Chunking("max", max_windows=body.max_chunks_per_doc)
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, texts, top_k=top_n, activation="sigmoid", timeout=t,
-                                           model=body.model, truncation=CUT))
+                                           model=body.model, truncation=CUT, chunking=chunks))
         results = [{"index": h.index, "relevance_score": h.score, **({"document": _v1_document(body.documents[h.index])}
                                                                       if body.return_documents else {})}
                    for h in hits]
@@ -334,8 +339,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
         hits: Ranking = await gateway.call(
             request, lambda c, t: c.rerank(body.query, body.documents, top_k=_cut(body.top_k, len(body.documents)),
                                            return_documents=body.return_documents, activation=body.activation,
-                                           timeout=t, model=body.model, truncation=_truncation(body)))
-        results = [{"index": h.index, "score": h.score, "document": h.document} for h in hits]
+                                           timeout=t, model=body.model, truncation=_truncation(body),
+                                           chunking=_chunking(body)))
+        results = [{"index": h.index, "score": h.score, "document": h.document, "span": h.span} for h in hits]
         return _json({"results": results, "usage": _usage(hits.usage)},
                      headers=_timing_headers(hits.usage, started, sum(map(len, body.documents))))
 
@@ -346,8 +352,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         started = time.perf_counter()
         scores: Scores = await gateway.call(
             request, lambda c, t: c.score(body.pairs, activation=body.activation, timeout=t, model=body.model,
-                                          truncation=_truncation(body)))
-        return _json({"scores": list(scores), "usage": _usage(scores.usage)},
+                                          truncation=_truncation(body), chunking=_chunking(body)))
+        return _json({"scores": list(scores), "usage": _usage(scores.usage), "spans": scores.spans},
                      headers=_timing_headers(scores.usage, started, sum(len(d) for _, d in body.pairs)))
 
     # -- health, info, metrics -----------------------------------------------------------

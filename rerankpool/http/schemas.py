@@ -152,7 +152,9 @@ class V1RerankRequest(_Lenient):
     return_documents: bool | None = Field(None, description="default false, as in Cohere v1 (Jina's default is true: "
                                                             "Jina callers that read the documents send true)")
     rank_fields: list[str] | None = None
-    max_chunks_per_doc: int | None = Field(None, ge=1)
+    max_chunks_per_doc: int | None = Field(None, ge=1, description="Cohere v1: score each document by its best "
+                                                                   "chunk (window of the model's length), of at "
+                                                                   "most this many")
 
 
 
@@ -178,6 +180,15 @@ class V1Error(BaseModel):
 # -- the pool's own routes -----------------------------------------------------------------
 
 
+class ChunkingBody(_Strict):
+    """``Chunking``: a document longer than the window is scored by its overlapping windows."""
+
+    aggregate: Literal["max", "mean", "first"] = "max"
+    window_tokens: int | None = Field(None, ge=8, description="document tokens a window (default: all that fit)")
+    overlap_tokens: int = Field(64, ge=0, description="tokens shared by next windows")
+    max_windows: int = Field(16, ge=1, description="windows a document at most (its first ones)")
+
+
 class _PoolOptions(_Strict):
     """What ``Client.rerank`` and ``Client.score`` both take."""
 
@@ -187,6 +198,8 @@ class _PoolOptions(_Strict):
                                                     "--truncate); false: such a pair gets 413 naming it")
     truncation_direction: Literal["right", "left"] = Field("right", description="cut the end (right) or the start")
     max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document to this many tokens first")
+    chunking: ChunkingBody | None = Field(None, description="score long documents by their windows (default: the "
+                                                            "server's --chunking); results give the best window's span")
 
 
 class PoolRerankRequest(_PoolOptions):
@@ -215,6 +228,7 @@ class PoolHit(BaseModel):
     index: int
     score: float
     document: str | None = None
+    span: tuple[int, int] | None = Field(None, description="chunked scoring: the best window's [start, end) characters")
 
 
 class PoolRerankResponse(BaseModel):
@@ -225,6 +239,7 @@ class PoolRerankResponse(BaseModel):
 class PoolScoreResponse(BaseModel):
     scores: list[float]
     usage: PoolUsage | None
+    spans: list[tuple[int, int]] | None = None
 
 
 class PoolErrorDetail(BaseModel):

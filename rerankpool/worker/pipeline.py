@@ -134,7 +134,7 @@ class Pipeline:
             start = time.perf_counter()
             try:
                 encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy,
-                                                message.truncations)
+                                                message.truncations, message.split)
             except Exception as exc:
                 out.send_multipart(P.encode_failed(message.id, f"tokenization failed: {exc!r}"))
                 continue
@@ -154,4 +154,5 @@ class Pipeline:
                 continue
             timings = batch_timings(item.encoded, arrived=item.arrived, tokenize_ms=item.tokenize_ms, started=start)
             out.send_multipart(P.encode_result(item.message.id, scores, timings, self.engine.memory(),
-                                               item.encoded.pair_tokens(), item.encoded.refused))
+                                               item.encoded.pair_tokens(), item.encoded.refused,
+                                               item.encoded.windows))

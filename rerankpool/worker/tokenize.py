@@ -14,6 +14,11 @@ A request may set its own truncation (``protocol.Truncation``: TEI's ``truncate`
 long for a request that forbids cutting is still encoded (cut, so the batch runs) and reported
 in ``EncodedBatch.refused``, so that the broker answers its request ``too_large``.
 
+A batch may name documents to split for chunked scoring (``protocol.Chunking``): those
+longer than a window beside their query are cut into windows (``rerankpool.worker.windows``)
+by the model's own tokenizer and left out of the chunks; ``EncodedBatch.windows`` gives their
+spans, and the broker queues each window as a pair of its own.
+
 LLM rerankers (``rerankpool.models.llm``) are tokenized in prompt mode (``PromptTokenizer``):
 each pair is written into its family's prompt template and truncated as the model card's
 code does, and the ids go into the same right-padded, length-sorted chunks (token type 0).
@@ -31,9 +36,10 @@ import itertools
 import numpy as np
 
 from rerankpool.models.llm import LlmReranker, llm_reranker
-from rerankpool.protocol import DEFAULT_TRUNCATION, Truncation
+from rerankpool.protocol import DEFAULT_TRUNCATION, Chunking, Truncation
 from rerankpool.worker.engines.base import Chunk, EncodedBatch, PackedChunk
 from rerankpool.worker.policy import ChunkPolicy, plan_chunks, plan_packed, round_up
+from rerankpool.worker.windows import Window, plan_windows
 from rerankpool.worker.wordpiece import TextIds, load_fast_wordpiece, ragged_take
 
 
@@ -103,9 +109,15 @@ class PairTokenizer:
         docs: Sequence[str],
         policy: ChunkPolicy = ChunkPolicy(),
         truncations: Sequence[Truncation] | None = None,
+        split: dict[int, Chunking] | None = None,
     ) -> EncodedBatch:
         """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks; ``truncations``: each
-        pair's request's settings (None: every pair takes the defaults)."""
+        pair's request's settings (None: every pair takes the defaults); ``split``: the docs to cut into
+        windows if longer than one (they go in ``windows``, not in the chunks)."""
+        if split:
+            return _without_split(self, queries, query_index, docs, policy, truncations, split,
+                                  lambda q: len(self._cut.encode(q, add_special_tokens=False).ids)
+                                  + self._cut.num_special_tokens_to_add(True))
         if truncations is not None or not self.truncate:
             return self._encode_cut(queries, query_index, docs, policy,
                                     truncations or [DEFAULT_TRUNCATION] * len(docs))
@@ -196,13 +208,18 @@ class PromptTokenizer:
         docs: Sequence[str],
         policy: ChunkPolicy = ChunkPolicy(),
         truncations: Sequence[Truncation] | None = None,
+        split: dict[int, Chunking] | None = None,
     ) -> EncodedBatch:
-        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks.
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks (``split``: as
+        ``PairTokenizer.encode``; a window's budget is what the prompt leaves beside the query).
 
         The card cuts the formatted pair from its end; a request that forbids cutting gets its
         too-long pairs ``refused``, and one that asks for another cut (from the left, or per
         document) is refused too: the cards define none.
         """
+        if split:
+            return _without_split(self, queries, query_index, docs, policy, truncations, split,
+                                  lambda q: len(self.reranker.pair_ids(self._tok, [(q, "")], 1 << 30)[0]))
         pairs = [(queries[q], d) for q, d in zip(query_index, docs)]
         ids = back_to_back(self.reranker.pair_ids(self._tok, pairs, self.max_length))
         batch = _chunks(PairIds(ids, ids.lengths), policy, self.pad_id)
@@ -229,6 +246,38 @@ def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = Tr
         raise ValueError(f"an instruction is for LLM rerankers; {model_path} is a cross-encoder")
     return PairTokenizer(Path(model_path) / "tokenizer.json", max_length, fast=fast, threads=threads,
                          truncate=truncate)
+
+
+def _without_split(tokenizer: "PairTokenizer | PromptTokenizer", queries: Sequence[str], query_index: Sequence[int],
+                   docs: Sequence[str], policy: ChunkPolicy, truncations: Sequence[Truncation] | None,
+                   split: dict[int, Chunking], overhead) -> EncodedBatch:
+    """``encode`` for a batch naming docs to split: those longer than a window get their windows, the rest
+    (and docs a window holds) are encoded as usual, under their batch rows."""
+    from tokenizers import Tokenizer
+
+    plain: Tokenizer = tokenizer._tok if isinstance(tokenizer, PromptTokenizer) else tokenizer._cut
+    plain.no_truncation()
+    windows: dict[int, list[Window]] = {}
+    for i, chunking in split.items():
+        query = queries[query_index[i]]
+        extra = overhead(query)
+        fit = tokenizer.max_length - extra
+        width = min(chunking.window_tokens or fit, fit)
+        if width < 8:  # the query leaves no room for a window: the pair is cut as any other
+            continue
+        doc = plain.encode(docs[i], add_special_tokens=False)
+        if len(doc.ids) > width:
+            windows[i] = plan_windows(doc.offsets, doc.word_ids, width, chunking.overlap_tokens,
+                                      chunking.max_windows, extra)
+    keep = np.array([i for i in range(len(docs)) if i not in windows], dtype=np.int64)
+    batch = tokenizer.encode([*queries], [query_index[i] for i in keep], [docs[i] for i in keep], policy,
+                             None if truncations is None else [truncations[i] for i in keep])
+    for chunk in batch.chunks:
+        chunk.rows = keep[chunk.rows]
+    batch.size = len(docs)
+    batch.refused = {int(keep[i]): reason for i, reason in batch.refused.items()}
+    batch.windows = windows
+    return batch
 
 
 def _cut_text(tok, doc: str, max_tokens: int, direction: str) -> str:

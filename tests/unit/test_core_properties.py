@@ -11,16 +11,26 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rerankpool.broker.assembly import aggregate
 from rerankpool.broker.batching import BatchingConfig
 from rerankpool.broker.core import CoreConfig, BrokerCore
 from rerankpool.broker.registry import LivenessConfig
-from rerankpool.protocol import OP_RERANK, OP_SCORE, ErrorCode, Request, Truncation, WorkerInfo
+from rerankpool.protocol import OP_RERANK, OP_SCORE, Chunking, ErrorCode, Request, Truncation, WorkerInfo
 
 
 MODELS = ("a", "b")
+
+
+SPLIT_OVER = 20  # a simulated worker splits a chunked request's document longer than this many characters
+
+
+def char_windows(doc: str) -> list[tuple[int, int, int]]:
+    """The simulated worker's windows: 12 characters, every 8."""
+    return [(s, min(s + 12, len(doc)), 12) for s in range(0, max(1, len(doc) - 4), 8)]
 
 
 def pair_score(query: str, doc: str, model: str = "m") -> float:
@@ -41,9 +51,10 @@ configs = st.builds(
     split_min=st.sampled_from([0, 1, 3, 8]),
 )
 docs = st.lists(st.text(alphabet="abc ", min_size=0, max_size=300), min_size=1, max_size=15)
-# op, docs, queries, model (an index into MODELS once a worker of it has joined; None: the default)
+# op, docs, queries, model (an index into MODELS once a worker of it has joined; None: the default), chunking
 requests = st.lists(st.tuples(st.sampled_from([OP_RERANK, OP_SCORE]), docs, st.integers(1, 3),
-                              st.sampled_from([None, 0, 1])), min_size=1, max_size=8)
+                              st.sampled_from([None, 0, 1]), st.sampled_from([None, None, "max", "mean", "first"])),
+                    min_size=1, max_size=8)
 actions = st.lists(
     st.one_of(
         st.tuples(st.just("submit")),
@@ -76,22 +87,32 @@ class Simulation:
         self.held[ident] = []
         self.model_of[ident] = model
 
-    def submit(self, op: str, texts: list[str], n_queries: int, model: int | None = None) -> None:
+    def submit(self, op: str, texts: list[str], n_queries: int, model: int | None = None,
+               chunking: str | None = None) -> None:
         self._ids += 1
         queries = [f"query {i}" for i in range(n_queries if op == OP_SCORE else 1)]
         index = [i % len(queries) for i in range(len(texts))] if len(queries) > 1 else None
         name = MODELS[model] if model is not None and MODELS[model] in self.core.models else None
-        req = Request(self._ids, op, queries, index, texts, model=name)
+        req = Request(self._ids, op, queries, index, texts, model=name,
+                      chunking=Chunking(chunking) if chunking else None)
         key = (b"client", self._ids)
-        self.pairs[key] = ([queries[req.query_of(i)] for i in range(len(texts))], texts, name)
+        self.pairs[key] = ([queries[req.query_of(i)] for i in range(len(texts))], texts, name, chunking)
         self.answers[key] = []
         assert self.core.admit(key, req, self.now) is None
 
     def expected(self, key: tuple) -> np.ndarray:
-        """The request's scores by its model: the one it named, else the default (the first to join)."""
-        queries, texts, model = self.pairs[key]
+        """The request's scores by its model (the one it named, else the default: the first to join); a chunked
+        request's long documents by the aggregate of their windows' scores."""
+        queries, texts, model, chunking = self.pairs[key]
         model = model or self.core.default_model
-        return np.array([pair_score(q, d, model) for q, d in zip(queries, texts)], np.float32)
+        scores = []
+        for q, d in zip(queries, texts):
+            if chunking and len(d) > SPLIT_OVER:
+                windows = np.array([pair_score(q, d[s:e], model) for s, e, _ in char_windows(d)], np.float32)
+                scores.append(aggregate(chunking, windows)[0])
+            else:
+                scores.append(pair_score(q, d, model))
+        return np.array(scores, np.float32)
 
     def step(self) -> None:
         for ident in self.live:
@@ -112,7 +133,10 @@ class Simulation:
         ident = holders[w % len(holders)]
         batch = self.held[ident].pop(b % len(self.held[ident]))
         scores = np.array([pair_score(p.query, p.doc, self.model_of[ident]) for p in batch.pairs], np.float32)
-        _, outcomes = self.core.on_result(ident, batch.id, scores, self.now)
+        windows = {i: char_windows(p.doc) for i, p in enumerate(batch.pairs)
+                   if p.chunking is not None and len(p.doc) > SPLIT_OVER}
+        scores[list(windows)] = np.nan  # a split document's own pair is not scored
+        _, outcomes = self.core.on_result(ident, batch.id, scores, self.now, windows=windows)
         for outcome in outcomes:
             self.answers[outcome.key].append(outcome)
 
@@ -344,7 +368,7 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
     sim.join(2)
     for req in reqs:
         sim.submit(*req)
-    all_pairs = [(key, i) for key, (_, texts, _) in sim.pairs.items() for i in range(len(texts))]
+    all_pairs = [(key, i) for key, (_, texts, _, _) in sim.pairs.items() for i in range(len(texts))]
     poison_key, poison_index = all_pairs[poison_at % len(all_pairs)]
     for _ in range(10_000):
         sim.step()
@@ -359,7 +383,9 @@ def test_a_poison_pair_fails_only_its_request_and_neighbours_are_scored(batching
             outcomes = sim.core.on_failed(holder, batch.id, "ValueError: bad doc")
         else:
             scores = np.array([pair_score(p.query, p.doc, sim.model_of[holder]) for p in batch.pairs], np.float32)
-            outcomes = sim.core.on_result(holder, batch.id, scores, sim.now)[1]
+            windows = {i: char_windows(p.doc) for i, p in enumerate(batch.pairs)
+                       if p.chunking is not None and len(p.doc) > SPLIT_OVER}
+            outcomes = sim.core.on_result(holder, batch.id, scores, sim.now, windows=windows)[1]
         for outcome in outcomes:
             sim.answers[outcome.key].append(outcome)
     for key, answers in sim.answers.items():
@@ -440,3 +466,39 @@ def test_a_pair_a_worker_refuses_fails_only_its_request():
     assert by_key[(b"c", 1)].error_message.startswith("document 1 is too long: 600 tokens")
     assert by_key[(b"c", 2)].ok and list(by_key[(b"c", 2)].scores) == [1.0]
     assert [p.truncation for p in batch.pairs if p.key == (b"c", 1)] == [Truncation(truncate=False)] * 2
+
+
+def test_windows_that_would_pass_the_queue_bound_fail_their_request_with_the_numbers():
+    core = BrokerCore(CoreConfig(max_queued_pairs=10))
+    core.register(b"w", info(2), 0.0)
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["long " * 40], chunking=Chunking()), 0.0)
+    [(_, batch)] = core.dispatch(0.0)
+    assert batch.pairs[0].chunking == Chunking()
+    windows = {0: [(s, s + 10, 12) for s in range(0, 120, 10)]}  # 12 windows, over the bound of 10
+    _, [outcome] = core.on_result(b"w", batch.id, np.zeros(1, np.float32), 0.1, windows=windows)
+    assert outcome.error_code == ErrorCode.TOO_LARGE
+    assert outcome.error_message.startswith("document 0 needs 12 windows, and 0 pairs are queued at the broker "
+                                            "(limit 10)")
+    assert core.queued_pairs == 0 and len(core.requests) == 0
+
+
+def test_a_split_documents_windows_are_queued_priced_by_their_tokens_and_aggregated():
+    core = BrokerCore(CoreConfig(batching=BatchingConfig(max_batch=2, bucket_edges=(512,))))
+    for w in (b"w1", b"w2"):
+        core.register(w, info(2), 0.0)
+    doc = "one two three four five six"
+    core.admit((b"c", 1), Request(1, OP_RERANK, ["q"], None, ["short", doc], chunking=Chunking("max")), 0.0)
+    [(w, batch)] = core.dispatch(0.0)
+    spans = [(0, 13, 30), (8, 23, 31), (14, 27, 29)]
+    assert core.on_result(w.identity, batch.id, np.array([0.5, np.nan], np.float32), 0.1,
+                          windows={1: spans})[1] == []
+    sends = core.dispatch(0.1)  # three window pairs, two a batch: on both workers
+    assert sorted(len(b.pairs) for _, b in sends) == [1, 2] and len({w.identity for w, _ in sends}) == 2
+    assert sorted(p.tokens for _, b in sends for p in b.pairs) == [29, 30, 31]
+    assert sorted(p.doc for _, b in sends for p in b.pairs) == sorted(doc[s:e] for s, e, _ in spans)
+    outcomes = []
+    for worker, b in sends:
+        scores = np.array([{0: 0.2, 8: 0.9, 14: 0.4}[p.window[0]] for p in b.pairs], np.float32)
+        outcomes += core.on_result(worker.identity, b.id, scores, 0.2)[1]
+    [outcome] = outcomes
+    assert list(outcome.scores) == pytest.approx([0.5, 0.9]) and outcome.spans.tolist() == [[0, 5], [8, 23]]

@@ -48,7 +48,7 @@ class OpenBatch:
 
     def __post_init__(self) -> None:
         self.waiting = len(self.encoded.chunks)
-        self.scores = np.empty(self.encoded.size, dtype=np.float32)
+        self.scores = np.zeros(self.encoded.size, dtype=np.float32)
 
     def add(self, chunk: Chunk | PackedChunk, reply: DeviceReply) -> bool:
         """One chunk's reply; True once every chunk is in."""
@@ -71,7 +71,7 @@ class OpenBatch:
         timings = batch_timings(self.encoded, arrived=self.arrived, tokenize_ms=1000.0 * (self.sent - self.arrived),
                                 started=self.sent, device_ms=self.device_ms)
         return P.encode_result(self.message.id, self.scores, timings, memory, self.encoded.pair_tokens(),
-                               self.encoded.refused)
+                               self.encoded.refused, self.encoded.windows)
 
 
 class DeviceStages:
@@ -104,7 +104,7 @@ class DeviceStages:
         arrived = time.perf_counter()
         try:
             encoded = self.tokenizer.encode(message.queries, message.query_index, message.docs, self.policy,
-                                            message.truncations)
+                                            message.truncations, message.split)
         except Exception as exc:
             return [*done, P.encode_failed(message.id, f"tokenization failed: {exc!r}")]
         batch = OpenBatch(message, encoded, arrived, time.perf_counter())

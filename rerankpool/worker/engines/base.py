@@ -89,6 +89,7 @@ class EncodedBatch:
     size: int
     chunks: list[Chunk | PackedChunk] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)  # pairs too long for a request that forbade cutting
+    windows: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # split docs, in no chunk
 
     @property
     def real_tokens(self) -> int:
@@ -165,8 +166,8 @@ class AsyncEngine(Engine):
 
 
 def run_batch(engine: Engine, batch: EncodedBatch) -> np.ndarray:
-    """Run every chunk and scatter the scores back to batch order."""
-    scores = np.empty(batch.size, dtype=np.float32)
+    """Run every chunk and scatter the scores back to batch order (0 for pairs in no chunk: split documents)."""
+    scores = np.zeros(batch.size, dtype=np.float32)
     for chunk in batch.chunks:
         scores[chunk.rows] = engine.forward(chunk)
     return scores
