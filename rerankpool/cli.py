@@ -230,10 +230,12 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     with Client(args.connect, timeout=args.timeout, security=client_security_from_args(args)) as client:
         truncation = P.Truncation(args.truncate, args.truncation_direction, args.max_tokens_per_doc)
+        chunking = P.Chunking(args.chunking) if args.chunking else None
         hits = client.rerank(args.query, docs, top_k=args.top_k, return_documents=True, activation=args.activation,
-                             model=args.model, truncation=truncation)
+                             model=args.model, truncation=truncation, chunking=chunking)
     for hit in hits:
-        print(f"{hit.score:9.4f}  [{hit.index}]  {hit.document}")
+        passage = hit.document[hit.span[0]:hit.span[1]] if hit.span and hit.document else hit.document
+        print(f"{hit.score:9.4f}  [{hit.index}]  {passage}")
     return 0
 
 
@@ -439,6 +441,8 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     rerank.add_argument("--truncation-direction", choices=("right", "left"), default="right",
                         help="cut the end of a pair (right) or its start (left)")
     rerank.add_argument("--max-tokens-per-doc", type=int, default=None, help="cut each document to N tokens first")
+    rerank.add_argument("--chunking", choices=("max", "mean", "first"), default=None,
+                        help="score documents longer than the window by their windows, and print the best one")
     rerank.set_defaults(func=cmd_rerank)
 
     stats = sub.add_parser("stats", parents=[client_flags()], help="print a broker's live counters")
