@@ -261,6 +261,26 @@ def article_workload(
     return items
 
 
+def long_document_workload(data: SquadData, n_queries: int = 20, n_candidates: int = 20,
+                           seed: int = 0) -> list[RerankItem]:
+    """Per query: whole articles (every paragraph of one, in order, a blank line apart), its own among
+    ``n_candidates``. An article runs to thousands of tokens, far past a cross-encoder's window: where its
+    evidence sits decides whether a cut document still ranks."""
+    rng = random.Random(seed)
+    articles = {group: "\n\n".join(p.text for p in sorted(ps, key=lambda p: int(p.id.split("-")[-1])))
+                for group, ps in data.passages_by_group.items()}
+    if n_candidates > len(articles):
+        raise ValueError(f"asked for {n_candidates} candidate articles; the file has {len(articles)}")
+    items = []
+    for q in _pick_queries(data, n_queries, rng):
+        others = rng.sample(sorted(g for g in articles if g != q.group), n_candidates - 1)
+        docs = [articles[g] for g in [q.group, *others]]
+        order = list(range(len(docs)))
+        rng.shuffle(order)
+        items.append(RerankItem(q.text, [docs[i] for i in order], order.index(0), q.id))
+    return items
+
+
 def pair_stream(data: SquadData, n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
     """``n_pairs`` real (question, passage) pairs: a random question with a random passage of its article.
 
