@@ -68,7 +68,7 @@ def broker_config(args: argparse.Namespace, expect_workers: int = 0):
             max_queued_pairs=args.max_queued_pairs,
             max_queued_pairs_per_model=args.max_queued_pairs_per_model,
             default_model=args.default_model,
-            chunking=default_chunking(args),
+            chunking=default_chunking(args), max_windows_per_doc=args.max_windows_per_doc,
         ),
         limits=Limits(args.max_docs, args.max_doc_chars, Limits().max_query_chars, args.max_message_bytes),
         expect_workers=expect_workers,

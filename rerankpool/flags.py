@@ -54,7 +54,7 @@ def broker_flags() -> argparse.ArgumentParser:
                    help="--chunking: document tokens a window (default: all that fit beside the query)")
     g.add_argument("--chunk-overlap-tokens", type=int, default=64, help="--chunking: tokens shared by next windows")
     g.add_argument("--max-windows-per-doc", type=int, default=16,
-                   help="--chunking: windows a document at most (its first ones; requests may ask for fewer or more)")
+                   help="chunked scoring: windows a document at most, its first ones (a request may ask for fewer)")
     g.add_argument("--default-model", default=None,
                    help="the model of requests that name none (default: the first one a worker serves; "
                         "`up` makes it its first --model)")

@@ -12,6 +12,7 @@ frames, and tests can drive the whole broker logic with a fake clock and any ord
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections import deque
@@ -37,6 +38,7 @@ class CoreConfig:
     max_queued_pairs_per_model: int | None = None  # None: the overall bound with one model, half of it with several
     default_model: str | None = None  # None: the first model a worker registers with
     chunking: P.Chunking | None = None  # chunked scoring of requests that do not ask for it (None: off)
+    max_windows_per_doc: int = 16  # the most windows any request's document is split into
     max_length: int = 512
     max_pair_failures: int = 3  # a pair that fails alone this often is poison: its request gets an error
 
@@ -165,7 +167,10 @@ class BrokerCore:
                 model,
             )
         req.model = model if model != PENDING else None
-        pairs = self.requests.add(key, req, now, self.config.request_timeout_ms, req.chunking or self.config.chunking)
+        chunking = req.chunking or self.config.chunking
+        if chunking is not None and chunking.max_windows > self.config.max_windows_per_doc:
+            chunking = dataclasses.replace(chunking, max_windows=self.config.max_windows_per_doc)
+        pairs = self.requests.add(key, req, now, self.config.request_timeout_ms, chunking)
         self.counters.pairs_in += len(pairs)
         lane.batcher.add(pairs, now)
         return None

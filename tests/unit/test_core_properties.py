@@ -502,3 +502,12 @@ def test_a_split_documents_windows_are_queued_priced_by_their_tokens_and_aggrega
         outcomes += core.on_result(worker.identity, b.id, scores, 0.2)[1]
     [outcome] = outcomes
     assert list(outcome.scores) == pytest.approx([0.5, 0.9]) and outcome.spans.tolist() == [[0, 5], [8, 23]]
+
+
+def test_a_request_asks_for_at_most_the_brokers_windows_a_document():
+    core = BrokerCore(CoreConfig(max_windows_per_doc=4))
+    core.register(b"w", info(2), 0.0)
+    core.admit((b"c", 1), Request(1, OP_SCORE, ["q"], None, ["d"], chunking=Chunking(max_windows=100)), 0.0)
+    core.admit((b"c", 2), Request(2, OP_SCORE, ["q"], None, ["d"], chunking=Chunking(max_windows=2)), 0.0)
+    [(_, batch)] = core.dispatch(0.0)
+    assert sorted(p.chunking.max_windows for p in batch.pairs) == [2, 4]
