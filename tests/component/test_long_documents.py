@@ -1,9 +1,11 @@
-"""Per-request truncation in the workers' tokenizer: the cuts ``tokenizers`` (and so TEI) makes, and refusals.
+"""Long documents in the workers' tokenizer: per-request truncation, and the windows of chunked scoring.
 
 A request's ``Truncation`` reaches the tokenizer per pair. Whatever the settings, each pair's
 ids are exactly what a ``tokenizers`` pipeline configured that way gives (right or left,
 longest first), a document cut to ``max_tokens_per_doc`` is the text of its first (or last)
 tokens, and a pair too long for a request that forbids cutting is named with its length.
+A document to split leaves the chunks and gets windows whose texts, paired with the query,
+fit the model's window, for every family's tokenizer and an LLM reranker's prompt.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import numpy as np
 import pytest
 
 from rerankpool.models import resolve_model
-from rerankpool.protocol import DEFAULT_TRUNCATION, Truncation
+from rerankpool.protocol import DEFAULT_TRUNCATION, Chunking, Truncation
 from rerankpool.worker.policy import ChunkPolicy
-from rerankpool.worker.tokenize import PairTokenizer
+from rerankpool.worker.tokenize import PairTokenizer, load_pair_tokenizer
 
 WINDOW = 24
 WORDS = "the river city of berlin runs north past old museum station park bridge history".split()
@@ -103,3 +105,26 @@ def test_max_tokens_per_doc_cuts_each_document_to_the_text_of_its_tokens(tokeniz
     got, _ = encode(tokenizer, [Truncation(True, direction, max_tokens_per_doc=5)] * len(PAIRS))
     assert got == reference(tokenizer, direction, cut_docs)
     assert any(c != d for c, (_, d) in zip(cut_docs, PAIRS))
+
+
+@pytest.mark.parametrize("name, max_length", [("tiny-bert", 48), ("tiny-xlm-roberta", 48), ("tiny-electra", 64),
+                                               ("tiny-qwen3-reranker", 160)])
+@pytest.mark.parametrize("chunking", [Chunking(overlap_tokens=8), Chunking(window_tokens=12, overlap_tokens=3),
+                                      Chunking(overlap_tokens=0, max_windows=3)], ids=str)
+def test_a_long_document_gets_windows_that_fit_and_leaves_the_chunks(name, max_length, chunking):
+    tok = load_pair_tokenizer(resolve_model(name).path, max_length)
+    long = " ".join(doc(400, 9).split()) + " and the end"
+    docs = [long, "a short one", long[:90]]
+    batch = tok.encode(["where is the museum"], [0, 0, 0], docs, ChunkPolicy(), None, {0: chunking, 1: chunking})
+    assert set(batch.windows) == {0} and batch.size == 3  # the short doc fits one window: scored as a pair
+    assert sorted(int(r) for c in batch.chunks for r in c.rows) == [1, 2]
+    windows = batch.windows[0]
+    assert 1 < len(windows) <= chunking.max_windows and windows[0][0] == 0
+    texts = [long[s:e] for s, e, _ in windows]
+    again = tok.encode(["where is the museum"], [0] * len(texts), texts, ChunkPolicy(overhead_tokens=10**9))
+    lengths = {int(r): int(n) for c in again.chunks for r, n in zip(c.rows, c.attention_mask.sum(axis=1))}
+    for k, (_, _, tokens) in enumerate(windows):
+        assert lengths[k] <= max_length  # re-tokenized as a pair, each window fits: the model sees all of it
+        assert abs(lengths[k] - tokens) <= 2  # and costs what the broker is told
+    if len(windows) < chunking.max_windows:
+        assert long.endswith(texts[-1])  # the windows reach the document's end
