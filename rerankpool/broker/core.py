@@ -5,7 +5,9 @@ served model (the zguide Majordomo's named services, with models for services): 
 has its own batcher and suspect queue, a batch holds pairs of one model only, and only a
 worker of that model gets it, so every rule (buckets, token budgets, credits, idle-worker
 splitting, requeue, poison isolation) holds per model. A request names its model, or gets
-the default one: the first model a worker registered with. Every method takes the time as
+the default one (``CoreConfig.default_model``, else the first model a worker registered with).
+A document to chunk goes to a worker as one pair; its windows come back as spans and are
+queued as pairs of their own (``RequestTable.split``). Every method takes the time as
 an argument and returns what must be sent, so the socket loop in ``server.py`` only moves
 frames, and tests can drive the whole broker logic with a fake clock and any order of events.
 """
@@ -123,7 +125,7 @@ class BrokerCore:
 
     @property
     def models(self) -> list[str]:
-        """The models served (a worker registered with each), the default first."""
+        """The models served (a worker registered with each, or the configured default), the default first."""
         return [name for name in self.lanes if name != PENDING]
 
     def _lane(self, model: str, label: str = "") -> ModelLane:
