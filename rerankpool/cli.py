@@ -245,13 +245,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from rerankpool.security.cli import client_security_from_args
 
     with Client(args.connect, timeout=args.timeout, retries=0, security=client_security_from_args(args)) as client:
-        stats = client.stats()
+        stats = client.stats(history=args.json)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
         return 0
-    skip = {"workers", "events", "models"}
+    skip = {"workers", "events", "models", "recent", "metrics", "limits"}
     for key in sorted(k for k in stats if k not in skip):
         print(f"{key:20s} {stats[key]}")
+    r = stats["recent"]
+    ms = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    print(f"{'last ' + format(r['window_s'], '.0f') + ' s':20s} {r['pairs_per_s']:.1f} pairs/s, "
+          f"{r['requests_per_s']:.1f} requests/s; latency p50 {ms(r['latency_p50_ms'])}, p95 "
+          f"{ms(r['latency_p95_ms'])}, p99 {ms(r['latency_p99_ms'])} ms; a batch: queue {ms(r['queue_ms'])}, "
+          f"tokenize {ms(r['tokenize_ms'])}, inference {ms(r['inference_ms'])} ms")
     for m in stats["models"]:
         print(f"  model {m['name']}{' (default)' if m['default'] else ''}: workers={m['workers']} "
               f"queued={m['queued_pairs']} scored={m['pairs_scored']} buckets={m['queue_buckets']}")
@@ -259,6 +265,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"  worker {w['name']}: {w['engine']} {w['device']} {w['dtype']} in_flight={w['in_flight']} "
               f"batches={w['batches_done']} pairs={w['pairs_done']} model={w['model']}")
     return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from rerankpool.security.cli import client_security_from_args
+    from rerankpool.top import run_top
+
+    return run_top(args.connect, args.interval, client_security_from_args(args))
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -447,9 +460,13 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", parents=[client_flags()], help="print a broker's live counters")
     stats.add_argument("--connect", default=DEFAULT_FRONTEND)
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="everything, the last minutes' history included")
     stats.add_argument("--timeout", type=float, default=5.0)
     stats.set_defaults(func=cmd_stats)
+    top = sub.add_parser("top", parents=[client_flags()], help="the pool live in this terminal, redrawn every second")
+    top.add_argument("--connect", default=DEFAULT_FRONTEND)
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between screens")
+    top.set_defaults(func=cmd_top)
 
     models = sub.add_parser("models", parents=[client_flags()],
                             help="list the offline built-in models and the model families served; with --connect, "

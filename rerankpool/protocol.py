@@ -19,7 +19,7 @@ Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
         # truncate (None: the workers' default), truncation_direction, max_tokens_per_doc: see Truncation
         # "chunking": {"aggregate", "window_tokens", "overlap_tokens", "max_windows"} (see Chunking), or absent
     {"op": "models", "id": int}       # the models served now, with their live workers
-    {"op": "stats", "id": int, "events_since": int|None}
+    {"op": "stats", "id": int, "events_since": int|None, "history": bool}  # history: the last minutes
     {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
         # answered once >= wait_workers workers are live, or at timeout_ms
     {"op": "cancel", "id": int}       # drop request `id` of this client; no reply
@@ -38,7 +38,7 @@ Worker -> broker (worker DEALER, broker backend ROUTER; ``encode_ready``, ``enco
 ``encode_result``, ``encode_failed``, ``encode_draining``, ``encode_bye``)::
 
     {"op": "ready", "info": {model, label, engine, device, dtype, capacity, pid, host, max_length, packed}}
-    {"op": "heartbeat"}
+    {"op": "heartbeat", "host": str, "sample": {name: float}}  # the host's readings (worker/host.py)
     {"op": "result", "id": batch_id, "scores": f32 bytes, "tokens": i32 bytes (per pair), "timings": {...},
      "memory": {...}, "refused": [[doc index, reason], ...] (pairs too long for a request that forbade cutting),
      "windows": [[doc index, [[start, end, tokens], ...]], ...] (docs to split: their windows, not scored)}
@@ -220,6 +220,7 @@ class Request:
     activation: str = "raw"
     timeout_ms: int | None = None
     events_since: int | None = None
+    history: bool = False  # stats: also the broker's history (broker/history.py)
     wait_workers: int | None = None
     model: str | None = None  # None: the broker's default model
     truncation: Truncation = DEFAULT_TRUNCATION
@@ -266,6 +267,8 @@ def encode_request(req: Request) -> list[bytes]:
         header.update(queries=req.queries, query_index=req.query_index, docs=req.docs)
     elif req.op == OP_STATS:
         header["events_since"] = req.events_since
+        if req.history:
+            header["history"] = True
     elif req.op == OP_PING:
         header.update(wait_workers=req.wait_workers, timeout_ms=req.timeout_ms)
     if req.op in (OP_RERANK, OP_SCORE):
@@ -331,6 +334,7 @@ def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Requ
         return req
     if op == OP_STATS:
         req.events_since = _field(header, "events_since", int, rid, required=False)
+        req.history = header.get("history") is True
         return req
     if op == OP_PING:
         req.wait_workers = _field(header, "wait_workers", int, rid, required=False)
@@ -632,9 +636,13 @@ def encode_ready(info: WorkerInfo) -> list[bytes]:
     return pack({"op": W_READY, "info": info.__dict__})
 
 
-def encode_heartbeat() -> list[bytes]:
-    """A heartbeat, either way (``W_HEARTBEAT`` and ``B_HEARTBEAT`` are the same op)."""
-    return pack({"op": W_HEARTBEAT})
+def encode_heartbeat(host: str | None = None, sample: dict[str, float] | None = None) -> list[bytes]:
+    """A heartbeat, either way (``W_HEARTBEAT`` and ``B_HEARTBEAT`` are the same op); a worker's carries its
+    host's readings."""
+    header: dict[str, Any] = {"op": W_HEARTBEAT}
+    if sample is not None:
+        header.update(host=host, sample=sample)
+    return pack(header)
 
 
 def encode_draining() -> list[bytes]:

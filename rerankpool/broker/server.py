@@ -23,6 +23,7 @@ from rerankpool import protocol as P
 from rerankpool._version import __version__
 from rerankpool.broker.assembly import Outcome, finalize
 from rerankpool.broker.core import CoreConfig, BrokerCore
+from rerankpool.broker.history import History
 from rerankpool.broker.registry import Batch, WorkerState
 from rerankpool.security.endpoints import warn_if_public_without_curve
 from rerankpool.security.server import ServerSecurity
@@ -59,6 +60,8 @@ class Broker:
         self.core = BrokerCore(config.core)
         self.events: deque[dict[str, Any]] = deque(maxlen=config.events_kept)
         self._event_seq = 0
+        self.history = History()
+        self._rolled_at = time.monotonic()  # the history closes a row every second
         self._next_heartbeat = 0.0
         self._draining = False
         self._stopped = False
@@ -132,6 +135,21 @@ class Broker:
             for worker in self.core.workers:
                 self._send_worker(worker.identity, P.encode_heartbeat())
             self._next_heartbeat = now + self.config.core.liveness.heartbeat_interval_s
+        if now - self._rolled_at >= 1.0:
+            self._roll(now)
+
+    def _roll(self, now: float) -> None:
+        """Close the history's second: the queue, and the live workers and models as they stand."""
+        core, expiry = self.core, self.config.core.liveness.expiry_s
+        interval = self.config.core.liveness.heartbeat_interval_s
+        workers = []
+        for w in core.workers:
+            age = max(0.0, now - (w.expires_at - expiry))
+            workers.append({"name": w.name, "model": w.info.model, "in_flight": len(w.in_flight),
+                            "heartbeat_age_s": age, "silent": age > 1.5 * interval + 0.5})
+        models = [{"name": m.name, "workers": m.workers, "queued_pairs": m.queued_pairs} for m in self.models()]
+        self.history.roll(time.time(), now - self._rolled_at, core.queued_pairs, len(core.requests), workers, models)
+        self._rolled_at = now
 
     def _answer_pings(self, now: float) -> None:
         parked = []
@@ -148,7 +166,7 @@ class Broker:
 
     def _poll_timeout_ms(self) -> int:
         now = time.monotonic()
-        deadlines = [self._next_heartbeat, now + 0.25, *(p[3] for p in self._parked_pings)]
+        deadlines = [self._next_heartbeat, self._rolled_at + 1.0, now + 0.25, *(p[3] for p in self._parked_pings)]
         # A batch timeout matters only if a worker could take the batch; otherwise the next
         # result (a socket event) wakes the loop, and polling at 0 ms would spin.
         due = [self.core.requests.next_deadline(), self.core.next_batch_deadline()]
@@ -163,6 +181,7 @@ class Broker:
         except P.ProtocolError as exc:
             logger.info("refused request from client %s: %s: %s", identity.hex(), exc.code, exc.message)
             self.core.counters.error(exc.code, exc.op or "invalid")
+            self.history.error(exc.code, exc.message)
             self._send_client(identity, P.encode_error_reply(exc.request_id, exc.code, exc.message))
             return
         if req.op == P.OP_PING:
@@ -174,7 +193,8 @@ class Broker:
         elif req.op == P.OP_CANCEL:
             self.core.cancel((identity, req.id))
         elif req.op == P.OP_STATS:
-            self._send_client(identity, P.encode_value_reply(req.id, "stats", self.stats(req.events_since)))
+            self._send_client(identity, P.encode_value_reply(req.id, "stats", self.stats(req.events_since,
+                                                                                      req.history)))
         elif req.op == P.OP_MODELS:
             models = [dataclasses.asdict(m) for m in self.models()]
             self._send_client(identity, P.encode_value_reply(req.id, "models", models))
@@ -190,11 +210,17 @@ class Broker:
         else:
             error = self.core.admit((identity, req.id), req, time.monotonic())
         if error is not None:
+            self.history.error(*error)
             self._send_client(identity, P.encode_error_reply(req.id, *error))
 
     def _reply(self, outcome: Outcome) -> None:
         identity, request_id = outcome.key
-        self.core.counters.metrics.request_done(time.monotonic() - outcome.received_at)
+        latency_s = time.monotonic() - outcome.received_at
+        self.core.counters.metrics.request_done(latency_s)
+        if outcome.ok:
+            self.history.request_done(1000.0 * latency_s)
+        else:
+            self.history.error(outcome.error_code or "", outcome.error_message or "")
         if outcome.ok:
             scores, indices = finalize(outcome.request, outcome.scores)  # type: ignore[arg-type]
             spans = outcome.spans if outcome.spans is None or indices is None else outcome.spans[indices]
@@ -232,6 +258,7 @@ class Broker:
             if op == P.W_RESULT:
                 self._on_result(identity, header, now)
             elif op == P.W_FAILED:
+                self.history.batch_failed(workers.get(identity).name)  # type: ignore[union-attr]
                 for outcome in self.core.on_failed(identity, header["id"], str(header.get("error", "unknown error"))):
                     self._reply(outcome)
             elif op == P.W_DRAINING:
@@ -239,7 +266,10 @@ class Broker:
             elif op == P.W_BYE:
                 logger.info("worker %s said goodbye", workers.get(identity).name)  # type: ignore[union-attr]
                 self.core.remove_worker(identity)
-            elif op != P.W_HEARTBEAT:
+            elif op == P.W_HEARTBEAT:
+                if isinstance(header.get("sample"), dict):
+                    self.history.host_sample(str(header.get("host") or "?"), header["sample"], time.time())
+            else:
                 logger.warning("unknown op %r from worker %s", op, identity.hex())
         except (KeyError, TypeError, ValueError, P.ProtocolError) as exc:
             logger.warning("bad %r message from worker %s: %s", op, identity.hex(), exc)
@@ -302,6 +332,8 @@ class Broker:
                              queue_wait_ms=float(batch.queue_ms().mean()),
                              round_trip_ms=1000.0 * (now - batch.sent_at))
         self.events.append(dataclasses.asdict(event))
+        self.history.batch_done(event.worker, batch.model, len(batch.pairs), event.queue_wait_ms, t.tokenize_ms,
+                                t.inference_ms, event.round_trip_ms or 0.0, t.real_tokens, t.padded_tokens)
 
     def _pong(self) -> dict[str, Any]:
         return {"workers": len(self.core.workers), "model": self.core.default_model, "models": self.core.models,
@@ -318,7 +350,7 @@ class Broker:
                                      core.lanes[name].label, engines))
         return infos
 
-    def stats(self, events_since: int | None = None) -> dict[str, Any]:
+    def stats(self, events_since: int | None = None, history: bool = False) -> dict[str, Any]:
         now = time.monotonic()
         core = self.core
         c = core.counters
@@ -361,4 +393,7 @@ class Broker:
         }
         if events_since is not None:
             stats["events"] = [e for e in self.events if e["seq"] > events_since]
+        stats["recent"] = self.history.recent(time.time())
+        if history:
+            stats["history"] = self.history.as_dict()
         return stats

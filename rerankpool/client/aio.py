@@ -82,8 +82,10 @@ class AsyncClient(BaseClient):
         reply = await self._call(P.Request(id=0, op=P.OP_MODELS), timeout)
         return [P.ModelInfo.from_dict(m) for m in reply["models"]]
 
-    async def stats(self, events_since: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
-        return (await self._call(P.Request(id=0, op=P.OP_STATS, events_since=events_since), timeout))["stats"]
+    async def stats(self, events_since: int | None = None, timeout: float = 5.0,
+                    history: bool = False) -> dict[str, Any]:
+        request = P.Request(id=0, op=P.OP_STATS, events_since=events_since, history=history)
+        return (await self._call(request, timeout))["stats"]
 
     async def ping(self, wait_workers: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
         req = P.Request(id=0, op=P.OP_PING, wait_workers=wait_workers, timeout_ms=int(timeout * 1000))

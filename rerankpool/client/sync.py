@@ -93,9 +93,10 @@ class Client(BaseClient):
         """The models the pool serves now, the default first, with their live workers."""
         return [P.ModelInfo.from_dict(m) for m in self._call(P.Request(id=0, op=P.OP_MODELS), timeout)["models"]]
 
-    def stats(self, events_since: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
-        """The broker's live counters (and per-batch events after ``events_since``)."""
-        req = P.Request(id=0, op=P.OP_STATS, events_since=events_since)
+    def stats(self, events_since: int | None = None, timeout: float = 5.0, history: bool = False) -> dict[str, Any]:
+        """The broker's live counters (and per-batch events after ``events_since``; with ``history``, its
+        last minutes one row a second, its hosts' readings and its recent errors)."""
+        req = P.Request(id=0, op=P.OP_STATS, events_since=events_since, history=history)
         return self._call(req, timeout)["stats"]
 
     def ping(self, wait_workers: int | None = None, timeout: float = 5.0) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from rerankpool.client import AsyncClient, Ranking, Scores, Usage
 from rerankpool.errors import RerankPoolError
 from rerankpool.http import schemas as S
 from rerankpool.http.config import DEADLINE_HEADER, GatewayConfig
+from rerankpool.http.dashboard import PAGE as DASHBOARD_PAGE
 from rerankpool.http.errors import UNAUTHORIZED, ApiError, Shape, error_body, validation_message
 from rerankpool.http.metrics import GatewayMetrics
 from rerankpool.models.families import list_families
@@ -388,6 +389,21 @@ def create_app(config: GatewayConfig) -> FastAPI:
         except RerankPoolError as exc:
             raise ApiError.from_pool(exc) from exc
         return _json(info_body(stats, config))
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        """The pool live in a browser (``rerankpool.http.dashboard``)."""
+        return Response(DASHBOARD_PAGE, media_type="text/html; charset=utf-8")
+
+    @app.get("/dashboard/data", tags=["operations"])
+    async def dashboard_data() -> Response:
+        """What the dashboard draws: the broker's stats with its history; ``ok`` false when it does not answer."""
+        assert gateway.client is not None
+        try:
+            stats = await gateway.client.stats(timeout=config.health_timeout_s, history=True)
+        except RerankPoolError as exc:
+            return _json({"ok": False, "error": f"the broker at {config.connect} does not answer ({exc})"})
+        return _json({"ok": True, "stats": stats})
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def metrics() -> Response:

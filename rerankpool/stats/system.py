@@ -95,6 +95,7 @@ class ProcessProbe:
                 row["system.cpu_steal_pct"] = float(steal)
             vm = psutil.virtual_memory()
             row["system.mem_used_mb"] = bytes_to_mb(vm.total - vm.available)
+            row["system.mem_total_mb"] = bytes_to_mb(vm.total)
         return row
 
     def _read_process(self, role: str, proc: psutil.Process) -> Readings | None:

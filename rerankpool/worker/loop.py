@@ -31,6 +31,7 @@ from rerankpool.worker.engines.base import EngineGone
 from rerankpool.worker.pipeline import Pipeline
 from rerankpool.worker.policy import warmup_shapes
 from rerankpool.worker.stages import Stages
+from rerankpool.worker.host import HostSampler
 from rerankpool.worker.tokenize import load_pair_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Worker:
             instruction=config.instruction, truncate=config.truncate,
         )
         logger.info("%s: tokenizing with %s", config.name, self.tokenizer.backend)
+        self.host = HostSampler(config.device)
         if config.warmup and not isinstance(self.engine, DeviceClient):  # a device process warms up itself
             start = time.perf_counter()
             self.engine.warmup(warmup_shapes(self.policy, config.max_length))
@@ -162,7 +164,7 @@ class Worker:
                             dealer.send_multipart(reply)
                 if now >= next_heartbeat:
                     stages.check()
-                    dealer.send_multipart(P.encode_heartbeat())
+                    dealer.send_multipart(P.encode_heartbeat(self.host.host, self.host.read()))
                     next_heartbeat = now + interval
                 if now >= broker_expires:
                     logger.warning("broker silent for %.1f s; reconnecting in %.2f s", interval * self.config.liveness,
