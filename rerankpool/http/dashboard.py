@@ -85,6 +85,7 @@ function table(id, head, rows, attrs) {
 }
 
 function draw(s) {
+  window.lastStats = s;  // what was drawn, for a script or a test to read back
   const rows = s.history.rows, last = rows[rows.length - 1] || {workers: {}, models: {}}, recent = s.recent;
   $("pairs-per-s").textContent = fmt(recent.pairs_per_s);
   $("requests-per-s").textContent = fmt(recent.requests_per_s);

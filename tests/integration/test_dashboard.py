@@ -119,8 +119,8 @@ def test_the_dashboard_draws_the_pool_under_load_and_shows_what_stats_says(pool,
         with Load(pool.frontend):
             driver.get(gateway.url + "/dashboard")
             wait_for(driver, "return document.body.dataset.ready === '1' && "
-                             "[...document.querySelectorAll('svg polyline')].filter(p => p.getAttribute('points')"
-                             ".split(' ').length > 3).length >= 4")  # every chart has a few seconds drawn
+                             "window.lastStats.history.rows.filter(r => r.pairs_per_s > 0).length >= 8",
+                     timeout_s=60)  # eight seconds of load drawn
             driver.save_screenshot(str(shots / "dashboard-under-load.png"))
         with pool.client() as client:
             while client.stats()["requests_in_flight"]:  # the load has stopped: the figures hold still
