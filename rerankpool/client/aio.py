@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, Sequence
 
 import zmq
@@ -11,12 +12,16 @@ import zmq.asyncio
 
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
+from rerankpool.client.brokers import PROBE_AFTER_S, BrokerSet
+from rerankpool.sockets import split_addresses
 from rerankpool.errors import NoReply, ServerError
 from rerankpool.security.client import ClientSecurity
 
 
 class AsyncClient(BaseClient):
-    """One DEALER socket; a reader task routes each reply to the waiting call by id."""
+    """One DEALER socket a broker (``"tcp://b1:5555,tcp://b2:5555"``: several); a reader task a socket routes
+    each reply to the waiting call by id. Brokers are taken in turn, and a call whose broker goes silent
+    moves to another at once, as ``Client``'s do (``client.brokers``)."""
 
     def __init__(
         self,
@@ -28,23 +33,29 @@ class AsyncClient(BaseClient):
     ) -> None:
         super().__init__(address, timeout, retries)
         self._ctx = context or zmq.asyncio.Context.instance()
-        self._socket = self._ctx.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if security is not None:
-            security.apply(self._socket)
-        self._socket.connect(address)
+        self._brokers = BrokerSet(split_addresses(address))
+        self._sockets = []
+        for broker in self._brokers.brokers:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            if security is not None:
+                security.apply(sock)
+            sock.connect(broker.address)
+            self._sockets.append(sock)
         self._waiting: dict[int, asyncio.Future] = {}
+        self._probes: set[int] = set()  # ids of the pings sent to check a silent broker
         self.stray_replies = 0  # replies to no waiting call: late ones after a timeout (or a broker bug)
-        self._reader: asyncio.Task | None = None
+        self._readers: list[asyncio.Task] = []
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        for reader in self._readers:
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+                await reader
         for future in self._waiting.values():
             future.cancel()
-        self._socket.close(0)
+        for sock in self._sockets:
+            sock.close(0)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -91,40 +102,77 @@ class AsyncClient(BaseClient):
         req = P.Request(id=0, op=P.OP_PING, wait_workers=wait_workers, timeout_ms=int(timeout * 1000))
         return (await self._call(req, timeout))["pong"]
 
-    async def _read_replies(self) -> None:
+    async def _read_replies(self, i: int) -> None:
+        sock, broker = self._sockets[i], self._brokers.brokers[i]
         while True:
-            frames = await self._socket.recv_multipart()
+            frames = await sock.recv_multipart()
+            broker.heard(time.monotonic())
             try:
                 header = self._decode(frames)
             except ServerError:
                 continue
-            future = self._waiting.pop(reply_id(header), None)  # type: ignore[arg-type]
+            rid = reply_id(header)
+            if rid in self._probes:
+                self._probes.discard(rid)  # type: ignore[arg-type]
+                continue
+            future = self._waiting.pop(rid, None)  # type: ignore[arg-type]
             if future is None or future.done():
                 self.stray_replies += 1
             else:
                 future.set_result(header)
 
     async def _call(self, req: P.Request, timeout: float) -> dict[str, Any]:
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.ensure_future(self._read_replies())
-        for _ in range(self.retries + 1):
+        if not self._readers or any(r.done() for r in self._readers):
+            for reader in self._readers:
+                reader.cancel()
+            self._readers = [asyncio.ensure_future(self._read_replies(i)) for i in range(len(self._sockets))]
+        brokers = self._brokers
+        attempts = (self.retries + 1) * len(brokers)
+        last = None
+        for _ in range(attempts):
+            i = brokers.pick(time.monotonic(), avoid=last)
+            last, broker, sock = i, brokers.brokers[i], self._sockets[i]
             frames = self._encode(req)
             future = asyncio.get_running_loop().create_future()
             self._waiting[req.id] = future
-            await self._socket.send_multipart(frames)
+            await sock.send_multipart(frames)
+            sent = time.monotonic()
             try:
-                header = await asyncio.wait_for(future, timeout + GRACE_S)
-            except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
-                # Tell the broker to drop it (best effort), so its pairs cost no compute.
-                with contextlib.suppress(zmq.Again):
-                    self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue  # resend under a new id; a late reply to this one is dropped
+                header = await self._wait(future, i, sent, sent + timeout + GRACE_S)
+            except asyncio.CancelledError:
+                with contextlib.suppress(zmq.Again):  # tell the broker to drop it, so its pairs cost nothing
+                    sock.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
+                raise
             finally:
                 self._waiting.pop(req.id, None)
-            return self._check(header)
+            if header is not None:
+                return self._check(header)
+            with contextlib.suppress(zmq.Again):
+                sock.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
+            # resend under a new id (to another broker, if one is up); a late reply to this one is dropped
         raise NoReply(
-            f"no reply from {self.address} within {timeout:.1f} s after {self.retries + 1} attempt(s): "
+            f"no reply from {self.address} within {timeout:.1f} s after {attempts} attempt(s): "
             "is `rerankpool broker` (or `rerankpool up`) running there?"
         )
+
+    async def _wait(self, future: asyncio.Future, i: int, sent: float, deadline: float) -> dict[str, Any] | None:
+        """The reply, or None once the deadline passes or broker ``i`` goes silent (pinging it when quiet)."""
+        brokers, broker = self._brokers, self._brokers.brokers[i]
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), min(remaining, PROBE_AFTER_S / 2))
+            except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            if brokers.down(i, now):
+                brokers.mark_down(i, now)
+                return None
+            if broker.needs_probe(now, sent):
+                probe = P.Request(id=0, op=P.OP_PING)
+                frames = self._encode(probe)
+                self._probes.add(probe.id)
+                broker.probe_at = now
+                with contextlib.suppress(zmq.Again):
+                    self._sockets[i].send_multipart(frames, zmq.NOBLOCK)
+        future.cancel()
+        return None

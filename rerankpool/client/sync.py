@@ -10,18 +10,24 @@ import zmq
 
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
+from rerankpool.client.brokers import PROBE_AFTER_S, BrokerSet
+from rerankpool.sockets import split_addresses
 from rerankpool.errors import NoReply
 from rerankpool.security.client import ClientSecurity
 
 
 class Client(BaseClient):
-    """Talks to a broker's frontend. Not thread-safe: give each thread its own client.
+    """Talks to a broker's frontend, or to several (``"tcp://b1:5555,tcp://b2:5555"``). Not thread-safe: give
+    each thread its own client.
 
     ``security`` (``ClientSecurity.from_files(key, server_key)``) turns on CURVE.
 
-    If no reply comes by the request's deadline (plus a grace second), the client
-    assumes the broker was lost, reconnects and resends, up to ``retries`` times
-    (the zguide's Lazy Pirate). Every call is idempotent, so a resend is safe.
+    Requests go to the brokers in turn (``client.brokers``). A broker that answered before and
+    then goes silent (no answer to a ping within a second) is left at once: the request is sent
+    to another (the zguide's Freelance), or, with one broker, to the same one on a fresh socket
+    (Lazy Pirate). If no reply comes by the request's deadline (plus a grace second), it is
+    resent likewise, up to ``retries`` times a broker. Every call is idempotent, so a resend is
+    safe, and the first answer is the one kept.
     """
 
     def __init__(
@@ -35,18 +41,20 @@ class Client(BaseClient):
         super().__init__(address, timeout, retries)
         self._security = security
         self._ctx = context or zmq.Context.instance()
-        self._socket = self._open()
+        self._brokers = BrokerSet(split_addresses(address))
+        self._sockets = [self._open(b.address) for b in self._brokers.brokers]
 
-    def _open(self) -> zmq.Socket:
+    def _open(self, address: str) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         if self._security is not None:
             self._security.apply(sock)
-        sock.connect(self.address)
+        sock.connect(address)
         return sock
 
     def close(self) -> None:
-        self._socket.close(0)
+        for sock in self._sockets:
+            sock.close(0)
 
     def __enter__(self) -> "Client":
         return self
@@ -105,22 +113,35 @@ class Client(BaseClient):
         return self._call(req, timeout)["pong"]
 
     def _call(self, req: P.Request, timeout: float) -> dict[str, Any]:
-        for _ in range(self.retries + 1):
-            self._socket.send_multipart(self._encode(req))
-            deadline = time.monotonic() + timeout + GRACE_S
+        brokers = self._brokers
+        attempts = (self.retries + 1) * len(brokers)
+        last = None
+        for _ in range(attempts):
+            i = brokers.pick(time.monotonic(), avoid=last)
+            last, broker, sock = i, brokers.brokers[i], self._sockets[i]
+            sock.send_multipart(self._encode(req))
+            sent = time.monotonic()
+            deadline = sent + timeout + GRACE_S
             while (remaining := deadline - time.monotonic()) > 0:
-                if not self._socket.poll(int(remaining * 1000) + 1):
+                if sock.poll(int(1000 * min(remaining, PROBE_AFTER_S / 2)) + 1):
+                    header = self._decode(sock.recv_multipart())
+                    broker.heard(time.monotonic())
+                    rid = reply_id(header)
+                    if rid == req.id or (rid is None and not header.get("ok")):
+                        return self._check(header)
+                    continue  # a pong, or a late reply to an earlier attempt
+                now = time.monotonic()
+                if brokers.down(i, now):
+                    brokers.mark_down(i, now)
                     break
-                header = self._decode(self._socket.recv_multipart())
-                rid = reply_id(header)
-                if rid == req.id or (rid is None and not header.get("ok")):
-                    return self._check(header)
-                # else: a late reply to an earlier attempt; ignore it
+                if broker.needs_probe(now, sent):
+                    sock.send_multipart(self._encode(P.Request(id=0, op=P.OP_PING)))
+                    broker.probe_at = now
             with contextlib.suppress(zmq.Again):  # best effort: the broker may be gone
-                self._socket.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
-            self._socket.close(0)  # Lazy Pirate: a fresh socket drops whatever was queued
-            self._socket = self._open()
+                sock.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
+            sock.close(0)  # Lazy Pirate: a fresh socket drops whatever was queued
+            self._sockets[i] = self._open(broker.address)
         raise NoReply(
-            f"no reply from {self.address} within {timeout:.1f} s after {self.retries + 1} attempt(s): "
+            f"no reply from {self.address} within {timeout:.1f} s after {attempts} attempt(s): "
             "is `rerankpool broker` (or `rerankpool up`) running there?"
         )

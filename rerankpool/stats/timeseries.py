@@ -176,6 +176,7 @@ COLUMNS: dict[str, ColumnDoc] = {
         "CPU time the hypervisor gave other guests while this machine wanted it, % of all cores (Linux VMs)", "%",
         "ProcessProbe"),
     "system.mem_used_mb": ColumnDoc("machine memory in use (total - available)", "MB", "ProcessProbe"),
+    "system.mem_total_mb": ColumnDoc("machine memory in all", "MB", "ProcessProbe"),
     # NvmlProbe
     "gpu.<i>.util_pct": ColumnDoc(
         "share of the driver's last sample period with a kernel running on NVIDIA GPU <i>", "%", "NvmlProbe"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from rerankpool.models import ResolvedModel
 from rerankpool.security.client import ClientSecurity
+from rerankpool.sockets import split_addresses
 from rerankpool.worker.engines import EngineConfig
 from rerankpool.worker.policy import CHUNK_POLICIES, PACKED_POLICY, ChunkPolicy
 
@@ -39,6 +40,11 @@ class WorkerConfig:
     device_endpoint: str | None = None  # run the model in this host's device process, not in this worker
     name: str = field(default="worker")
     security: ClientSecurity | None = None  # CURVE keys, when the broker requires them
+
+    @property
+    def brokers(self) -> list[str]:
+        """The brokers it serves: ``connect`` may name several, comma-separated."""
+        return split_addresses(self.connect)
 
     def policy(self, packed: bool = False) -> ChunkPolicy:
         """How batches are cut for the loaded engine (``packed``: it takes packed tokens)."""

@@ -68,14 +68,14 @@ class Worker:
         freeze_startup_heap()  # the model, tokenizer and libraries are loaded for good
         self._stop = threading.Event()
 
-    def info(self) -> P.WorkerInfo:
+    def info(self, capacity: int | None = None) -> P.WorkerInfo:
         return P.WorkerInfo(
             model=self.model.name,
             label=self.model.label,
             engine=self.engine.name,
             device=self.engine.device,
             dtype=self.engine.dtype,
-            capacity=self.config.capacity,
+            capacity=capacity or self.config.capacity,
             pid=os.getpid(),
             host=pysocket.gethostname(),
             max_length=self.config.max_length,
@@ -86,14 +86,14 @@ class Worker:
         """Finish the batches held, say goodbye, exit (safe from a signal handler)."""
         self._stop.set()
 
-    def _connect(self) -> zmq.Socket:
+    def _connect(self, link: "BrokerLink") -> None:
         dealer = self.ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         if self.config.security is not None:
             self.config.security.apply(dealer)
-        dealer.connect(self.config.connect)
-        dealer.send_multipart(P.encode_ready(self.info()))
-        return dealer
+        dealer.connect(link.address)
+        dealer.send_multipart(P.encode_ready(self.info(link.capacity)))
+        link.dealer = dealer
 
     def run(self) -> None:
         """Serve until stopped.
@@ -126,18 +126,25 @@ class Worker:
             raise failure[0]
 
     def _serve(self, stages: Stages) -> None:
-        """The socket loop: register, heartbeats both ways, batches in, results out, reconnects."""
-        dealer = self._connect()
+        """The socket loop: register, heartbeats both ways, batches in, results out, reconnects.
+
+        One DEALER a broker (``--connect a,b``). The worker's capacity is leased out among
+        them (``lease``), so that together they never send it more batches than it holds; a
+        batch's result goes back to the broker that sent it. Each link reconnects on its own
+        when its broker falls silent.
+        """
+        links = [BrokerLink(address, capacity) for address, capacity in
+                 zip(self.config.brokers, lease(self.config.capacity, len(self.config.brokers)))]
         poller = zmq.Poller()
-        poller.register(dealer, zmq.POLLIN)
         poller.register(stages.socket, zmq.POLLIN)
+        for link in links:
+            self._open(link, poller)
+        routes = BatchRoutes(links)
         interval = self.config.heartbeat_interval_s
-        backoff = self.config.reconnect_initial_s
-        broker_expires = time.monotonic() + interval * self.config.liveness
-        next_heartbeat = time.monotonic() + interval
+        next_check = time.monotonic() + interval
         draining = False
         parent = os.getppid()
-        logger.info("worker %d connected to %s", os.getpid(), self.config.connect)
+        logger.info("worker %d connected to %s", os.getpid(), ", ".join(self.config.brokers))
         try:
             while True:
                 if os.getppid() != parent and not self._stop.is_set():
@@ -145,43 +152,64 @@ class Worker:
                     self._stop.set()
                 if self._stop.is_set() and not draining:
                     draining = True
-                    dealer.send_multipart(P.encode_draining())
+                    for link in links:
+                        link.send(P.encode_draining())
                 if draining and stages.pending == 0:
-                    dealer.send_multipart(P.encode_bye())
+                    for link in links:
+                        link.send(P.encode_bye())
                     logger.info("worker %d finished its batches; goodbye", os.getpid())
                     return
-                timeout_ms = max(0, int(1000 * (min(next_heartbeat, broker_expires) - time.monotonic())))
-                events = dict(poller.poll(min(timeout_ms, 250)))
+                due = min(next_check, *(t for link in links for t in (link.next_heartbeat, link.expires, link.reconnect_at)))
+                events = dict(poller.poll(max(0, min(250, int(1000 * (due - time.monotonic()))))))
                 now = time.monotonic()
                 if stages.socket in events:
                     for frames in stages.collect():
-                        dealer.send_multipart(frames)
-                if dealer in events:
-                    for frames in received(dealer):
-                        broker_expires = now + interval * self.config.liveness
-                        backoff = self.config.reconnect_initial_s
-                        for reply in self._on_broker(frames, stages):
-                            dealer.send_multipart(reply)
-                if now >= next_heartbeat:
+                        routes.send_back(frames)
+                if now >= next_check:  # the stages' health (a device process gone ends this worker)
                     stages.check()
-                    dealer.send_multipart(P.encode_heartbeat(self.host.host, self.host.read()))
-                    next_heartbeat = now + interval
-                if now >= broker_expires:
-                    logger.warning("broker silent for %.1f s; reconnecting in %.2f s", interval * self.config.liveness,
-                                   backoff)
-                    poller.unregister(dealer)
-                    dealer.close(0)
-                    if self._stop.wait(backoff):
-                        return
-                    backoff = min(backoff * 2, self.config.reconnect_max_s)
-                    dealer = self._connect()
-                    poller.register(dealer, zmq.POLLIN)
-                    broker_expires = time.monotonic() + interval * self.config.liveness
+                    next_check = now + interval
+                for link in links:
+                    if link.dealer is not None and link.dealer in events:
+                        for frames in received(link.dealer):
+                            link.heard(now, interval * self.config.liveness, self.config.reconnect_initial_s)
+                            for reply in self._on_broker(frames, stages, link, routes):
+                                routes.send_back(reply, link)
+                    self._tend(link, poller, now)
         finally:
-            dealer.close(0)
+            for link in links:
+                if link.dealer is not None:
+                    link.dealer.close(0)
 
-    def _on_broker(self, frames: list[bytes], stages: Stages) -> list[list[bytes]]:
-        """Act on one message from the broker; returns what to send it back now."""
+    def _open(self, link: "BrokerLink", poller: zmq.Poller) -> None:
+        self._connect(link)
+        poller.register(link.dealer, zmq.POLLIN)
+        now = time.monotonic()
+        interval = self.config.heartbeat_interval_s
+        link.expires, link.next_heartbeat, link.reconnect_at = now + interval * self.config.liveness, now + interval, \
+            float("inf")
+
+    def _tend(self, link: "BrokerLink", poller: zmq.Poller, now: float) -> None:
+        """A link's heartbeat, and its reconnection (with backoff) when its broker has gone silent."""
+        interval = self.config.heartbeat_interval_s
+        if link.dealer is None:
+            if now >= link.reconnect_at:
+                self._open(link, poller)
+            return
+        if now >= link.next_heartbeat:
+            link.send(P.encode_heartbeat(self.host.host, self.host.read()))
+            link.next_heartbeat = now + interval
+        if now >= link.expires:
+            logger.warning("broker %s silent for %.1f s; reconnecting in %.2f s", link.address,
+                           interval * self.config.liveness, link.backoff)
+            poller.unregister(link.dealer)
+            link.dealer.close(0)
+            link.dealer, link.reconnect_at = None, now + link.backoff
+            link.expires = link.next_heartbeat = float("inf")  # until it is open again
+            link.backoff = min(link.backoff * 2, self.config.reconnect_max_s)
+
+    def _on_broker(self, frames: list[bytes], stages: Stages, link: "BrokerLink",
+                   routes: "BatchRoutes") -> list[list[bytes]]:
+        """Act on one message from a broker; returns what to send back now (batch results go by their route)."""
         try:
             header = P.unpack(frames)
         except P.ProtocolError as exc:
@@ -189,15 +217,72 @@ class Worker:
             return []
         op = header.get("op")
         if op == P.B_BATCH:
-            return stages.submit(P.decode_batch(header))
+            return stages.submit(routes.taken(P.decode_batch(header), link))
         if op == P.B_DISCONNECT:
-            logger.info("broker asked this worker to register again")
-            return [P.encode_ready(self.info())]
+            logger.info("broker %s asked this worker to register again", link.address)
+            return [P.encode_ready(self.info(link.capacity))]
         if op == P.B_REFUSED:
             raise WorkerRefused(f"the broker refused this worker: {header.get('reason')}")
         if op != P.B_HEARTBEAT:
             logger.warning("unknown op %r from the broker", op)
         return []
+
+
+def lease(capacity: int, brokers: int) -> list[int]:
+    """The worker's batches in flight, shared out among its brokers: never more than ``capacity`` together,
+    at least one each (a worker given more brokers than capacity holds one batch a broker)."""
+    if brokers > capacity:
+        logger.warning("capacity %d is below the %d brokers: one batch in flight a broker", capacity, brokers)
+        return [1] * brokers
+    return [capacity // brokers + (1 if k < capacity % brokers else 0) for k in range(brokers)]
+
+
+class BrokerLink:
+    """One broker of the worker's: its socket (None while reconnecting), lease and liveness."""
+
+    def __init__(self, address: str, capacity: int) -> None:
+        self.address, self.capacity = address, capacity
+        self.dealer: zmq.Socket | None = None
+        self.expires = self.next_heartbeat = self.reconnect_at = 0.0
+        self.backoff = 0.25
+
+    def heard(self, now: float, expiry_s: float, backoff_s: float) -> None:
+        self.expires, self.backoff = now + expiry_s, backoff_s
+
+    def send(self, frames: list[bytes]) -> None:
+        if self.dealer is not None:
+            self.dealer.send_multipart(frames)
+
+
+class BatchRoutes:
+    """Where each batch's result goes back: with one broker, straight to it; with several, batches get
+    ids of the worker's own (brokers' ids may meet) and results are sent to their broker under its id."""
+
+    def __init__(self, links: list[BrokerLink]) -> None:
+        self.links = links
+        self._taken: dict[int, tuple[BrokerLink, int]] = {}
+        self._ids = iter(range(1, 1 << 62))
+
+    def taken(self, message: P.BatchMessage, link: BrokerLink) -> P.BatchMessage:
+        if len(self.links) > 1:
+            local = next(self._ids)
+            self._taken[local] = (link, message.id)
+            message.id = local
+        return message
+
+    def send_back(self, frames: list[bytes], link: BrokerLink | None = None) -> None:
+        """A result or failure (by its batch's route), or any reply to ``link``."""
+        if len(self.links) == 1:
+            self.links[0].send(frames)
+            return
+        header = P.unpack(frames)
+        route = self._taken.pop(header.get("id"), None) if header.get("op") in (P.W_RESULT, P.W_FAILED) else None
+        if route is None:
+            if link is not None:
+                link.send(frames)
+            return
+        link, header["id"] = route
+        link.send(P.pack(header))
 
 
 def run_worker(config: WorkerConfig) -> int:
