@@ -228,6 +228,8 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     from rerankpool.security.cli import client_security_from_args
 
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if args.wait:
+        wait_for_pool(args.connect, args.wait, client_security_from_args(args))
     with Client(args.connect, timeout=args.timeout, security=client_security_from_args(args)) as client:
         truncation = P.Truncation(args.truncate, args.truncation_direction, args.max_tokens_per_doc)
         chunking = P.Chunking(args.chunking) if args.chunking else None
@@ -237,6 +239,24 @@ def cmd_rerank(args: argparse.Namespace) -> int:
         passage = hit.document[hit.span[0]:hit.span[1]] if hit.span and hit.document else hit.document
         print(f"{hit.score:9.4f}  [{hit.index}]  {passage}")
     return 0
+
+
+def wait_for_pool(address: str, seconds: float, security=None) -> None:
+    """Block until the broker at ``address`` answers with a live worker (a pool still starting), or exit."""
+    import time
+
+    from rerankpool import Client
+    from rerankpool.errors import NoReply
+
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            with Client(address, timeout=min(remaining, 5.0), retries=0, security=security) as client:
+                if client.ping(wait_workers=1, timeout=min(remaining, 5.0))["workers"]:
+                    return
+        except NoReply:
+            continue  # nothing listens yet
+    raise SystemExit(f"no worker was ready at {address} within {seconds:.0f} s")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -447,6 +467,8 @@ def build_parser(bench_defaults: dict | None = None) -> argparse.ArgumentParser:
     rerank.add_argument("--top-k", type=int, default=None)
     rerank.add_argument("--activation", default="raw", choices=("raw", "sigmoid"))
     rerank.add_argument("--timeout", type=float, default=30.0)
+    rerank.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to SECONDS for the pool to have a live worker (a pool still starting)")
     rerank.add_argument("--model", default=None, help="which of the pool's models (default: the pool's default)")
     rerank.add_argument("--truncate", action=argparse.BooleanOptionalAction, default=None,
                         help="cut pairs past the model's window (default: the workers' --truncate); --no-truncate: "

@@ -11,7 +11,9 @@ heartbeats enough, so probes cost nothing under load.
 A broker never heard from is not judged down by silence alone when it is the only one (it may
 still be starting: ``rerankpool up &`` then a client): the request waits for it until its
 deadline, as before. Among several brokers, one that has never answered is judged down by its
-silence as soon as another has answered.
+silence as soon as another has answered. An address that refuses connections for ``REFUSED_S``
+(nothing listens there: the socket's monitor says so) is down in any case, and a client whose
+brokers have never answered and all refuse says so within about a second.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 PROBE_AFTER_S = 0.5
 RETRY_DOWN_S = 1.0
+REFUSED_S = 1.0  # a broker whose address refuses connections this long is not running there
 
 
 @dataclass
@@ -33,9 +36,20 @@ class BrokerState:
     probe_at: float | None = None  # a ping sent, with nothing heard since
     down_until: float = -math.inf
     ever_heard: bool = False
+    refused_since: float | None = None  # connections refused since then, none accepted
 
     def heard(self, now: float) -> None:
         self.heard_at, self.probe_at, self.ever_heard, self.down_until = now, None, True, -math.inf
+
+    def connection(self, refused: bool, now: float) -> None:
+        """What the socket's monitor said: a connection refused (nothing listens), or made."""
+        if not refused:
+            self.refused_since = None
+        elif self.refused_since is None:
+            self.refused_since = now
+
+    def refused(self, now: float) -> bool:
+        return self.refused_since is not None and now - self.refused_since >= REFUSED_S
 
     def needs_probe(self, now: float, waiting_since: float) -> bool:
         """A request has waited ``PROBE_AFTER_S`` on this broker with no frame from it, and no ping is out."""
@@ -70,9 +84,16 @@ class BrokerSet:
         """Whether a request waiting on broker ``i`` should move: it was heard before and went silent, or
         another broker answers while this one never has."""
         broker = self.brokers[i]
+        if broker.refused(now):
+            return True
         if not broker.silent(now):
             return False
         return broker.ever_heard or any(b.ever_heard and b.down_until <= now for b in self.brokers)
+
+    def none_running(self, now: float) -> bool:
+        """Every address refuses connections and none has ever answered: no broker runs at any of them (one that
+        answered before and refuses now may be restarting: its requests are resent until their deadline)."""
+        return all(b.refused(now) and not b.ever_heard for b in self.brokers)
 
     def mark_down(self, i: int, now: float) -> None:
         broker = self.brokers[i]

@@ -7,6 +7,7 @@ import time
 from typing import Any, Sequence
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
@@ -42,18 +43,34 @@ class Client(BaseClient):
         self._security = security
         self._ctx = context or zmq.Context.instance()
         self._brokers = BrokerSet(split_addresses(address))
+        self._monitors: list[zmq.Socket] = []
         self._sockets = [self._open(b.address) for b in self._brokers.brokers]
 
-    def _open(self, address: str) -> zmq.Socket:
+    def _open(self, address: str, i: int | None = None) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         if self._security is not None:
             self._security.apply(sock)
+        monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED)
+        if i is None:
+            self._monitors.append(monitor)
+        else:
+            self._monitors[i].close(0)
+            self._monitors[i] = monitor
         sock.connect(address)
         return sock
 
+    def _watch(self, i: int, now: float) -> None:
+        """Read what broker ``i``'s socket monitor has said since last time: connections refused or made."""
+        monitor = self._monitors[i]
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            self._brokers.brokers[i].connection(event == zmq.EVENT_CONNECT_RETRIED, now)
+
     def close(self) -> None:
-        for sock in self._sockets:
+        for sock, monitor in zip(self._sockets, self._monitors):
+            sock.disable_monitor()
+            monitor.close(0)
             sock.close(0)
 
     def __enter__(self) -> "Client":
@@ -131,6 +148,10 @@ class Client(BaseClient):
                         return self._check(header)
                     continue  # a pong, or a late reply to an earlier attempt
                 now = time.monotonic()
+                self._watch(i, now)
+                if brokers.none_running(now):
+                    raise NoReply(f"nothing listens at {self.address} (connections refused): start "
+                                  "`rerankpool broker` (or `rerankpool up`) there, or check the address")
                 if brokers.down(i, now):
                     brokers.mark_down(i, now)
                     break
@@ -139,8 +160,9 @@ class Client(BaseClient):
                     broker.probe_at = now
             with contextlib.suppress(zmq.Again):  # best effort: the broker may be gone
                 sock.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
+            sock.disable_monitor()
             sock.close(0)  # Lazy Pirate: a fresh socket drops whatever was queued
-            self._sockets[i] = self._open(broker.address)
+            self._sockets[i] = self._open(broker.address, i)
         raise NoReply(
             f"no reply from {self.address} within {timeout:.1f} s after {attempts} attempt(s): "
             "is `rerankpool broker` (or `rerankpool up`) running there?"

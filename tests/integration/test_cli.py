@@ -93,12 +93,6 @@ def test_up_with_a_bad_model_exits_with_a_clear_error(tmp_path):
     assert "could not start" in out.stderr
 
 
-def test_client_without_a_broker_says_what_to_do(tmp_path):
-    out = rp("rerank", "--connect", f"ipc://{tmp_path}/nobody", "--timeout", "0.3", "q", "d")
-    assert out.returncode == 1
-    assert "is `rerankpool broker`" in out.stderr
-
-
 @pytest.mark.parametrize("args", [["models"], ["--help"], ["up", "--help"], ["worker", "--help"]])
 def test_help_and_models_list(args):
     out = rp(*args)
@@ -140,3 +134,10 @@ def test_profile_runs_the_stages_alone_and_as_the_pipeline():
     (each,) = json.loads(out.stdout.strip().splitlines()[-1])["each"]
     assert each["pairs"] == 64 and each["pipeline_pairs_per_s"] > 0
     assert each["pipeline_tokenize_ms_p50"] > 0 and each["pipeline_inference_ms_p50"] > 0
+
+
+def test_rerank_against_an_address_where_nothing_listens_says_so_at_once(tmp_path):
+    """Not after two 30 s timeouts: the connection is refused, so no broker runs there."""
+    out = rp("rerank", "--connect", f"ipc://{tmp_path}/nobody", "q", "d", timeout=20)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "nothing listens at" in out.stderr and "start `rerankpool broker`" in out.stderr

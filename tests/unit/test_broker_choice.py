@@ -39,3 +39,18 @@ def test_a_broker_never_heard_is_judged_by_silence_only_once_another_answers():
     assert pair.down(0, 10.0)
     pair.mark_down(0, 10.0)
     assert pair.pick(10.5) == 1 and pair.pick(10.5) == 1
+
+
+def test_addresses_that_refuse_connections_are_down_and_none_running_is_said_at_once():
+    brokers = BrokerSet(["a", "b"])
+    brokers.brokers[0].connection(refused=True, now=0.0)
+    assert not brokers.down(0, 0.5) and brokers.down(0, 1.0)  # refused for a second: nothing listens
+    assert not brokers.none_running(1.0)  # b may still answer
+    brokers.brokers[1].connection(refused=True, now=0.2)
+    assert brokers.none_running(1.2)
+    brokers.brokers[1].connection(refused=False, now=1.3)  # b accepted a connection after all
+    assert not brokers.none_running(1.5)
+    restarting = BrokerSet(["a"])
+    restarting.brokers[0].heard(0.0)
+    restarting.brokers[0].connection(refused=True, now=1.0)
+    assert not restarting.none_running(5.0)  # it answered before: a restart, worth waiting for
