@@ -25,6 +25,24 @@ from rerankpool.security.client import ClientSecurity
 logger = logging.getLogger(__name__)
 
 
+def wait_for_workers(address: str, n: int, timeout_s: float = 180.0, security: ClientSecurity | None = None,
+                     check=None) -> dict:
+    """Block until the broker at ``address`` reports ``n`` live workers (it may not be listening yet); ``check``
+    is called between tries, to raise if what should start it has died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check is not None:
+            check()
+        try:  # the broker holds the answer until n workers are live, or 1 s has passed
+            with Client(address, timeout=2.0, retries=0, security=security) as client:
+                pong = client.ping(wait_workers=n, timeout=1.0)
+        except NoReply:
+            continue  # not listening yet, or not answering yet
+        if pong["workers"] >= n:
+            return pong
+    raise TimeoutError(f"{n} worker(s) not ready at {address} within {timeout_s:.0f} s")
+
+
 @dataclass
 class LocalPool:
     model: str | Sequence[str] = "ms-marco-MiniLM-L-12-v2"
@@ -90,19 +108,16 @@ class LocalPool:
 
     def wait_for_workers(self, n: int, timeout_s: float | None = None) -> dict:
         """Block until the broker reports ``n`` live workers; raise with the logs if a process died."""
-        deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
-        with self.client(timeout=2.0, retries=0) as client:
-            while time.monotonic() < deadline:
-                for name, proc in (("broker", self.broker_proc), ("workers", self.worker_proc)):
-                    if proc is not None and proc.poll() is not None:
-                        raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-                try:  # the broker holds the answer until n workers are live, or 1 s has passed
-                    pong = client.ping(wait_workers=n, timeout=1.0)
-                except NoReply:
-                    continue
-                if pong["workers"] >= n:
-                    return pong
-        raise TimeoutError(f"{n} worker(s) not ready in time:\n{self.log_tail('workers')}")
+
+        def alive() -> None:
+            for name, proc in (("broker", self.broker_proc), ("workers", self.worker_proc)):
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+        try:
+            return wait_for_workers(self.frontend, n, timeout_s or self.start_timeout_s, self.security, alive)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}:\n{self.log_tail('workers')}") from None
 
     def client(self, **kwargs) -> Client:
         return Client(self.frontend, security=self.security, **kwargs)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import recv_monitor_message
 
 from rerankpool import protocol as P
 from rerankpool.client._base import DEFAULT_ADDRESS, GRACE_S, BaseClient, Ranking, Scores, reply_id
@@ -35,11 +36,19 @@ class AsyncClient(BaseClient):
         self._ctx = context or zmq.asyncio.Context.instance()
         self._brokers = BrokerSet(split_addresses(address))
         self._sockets = []
+        self._monitors: list[zmq.Socket] = []  # read without awaiting: a blocking socket on the same context
+        watcher = zmq.Context.shadow(self._ctx.underlying)
         for broker in self._brokers.brokers:
             sock = self._ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             if security is not None:
                 security.apply(sock)
+            endpoint = f"inproc://rerankpool-monitor-{id(sock)}"
+            sock.monitor(endpoint, zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED)
+            monitor = watcher.socket(zmq.PAIR)
+            monitor.setsockopt(zmq.LINGER, 0)
+            monitor.connect(endpoint)
+            self._monitors.append(monitor)
             sock.connect(broker.address)
             self._sockets.append(sock)
         self._waiting: dict[int, asyncio.Future] = {}
@@ -54,7 +63,9 @@ class AsyncClient(BaseClient):
                 await reader
         for future in self._waiting.values():
             future.cancel()
-        for sock in self._sockets:
+        for sock, monitor in zip(self._sockets, self._monitors):
+            sock.disable_monitor()
+            monitor.close(0)
             sock.close(0)
 
     async def __aenter__(self) -> "AsyncClient":
@@ -164,6 +175,14 @@ class AsyncClient(BaseClient):
             except asyncio.TimeoutError:
                 pass
             now = time.monotonic()
+            monitor = self._monitors[i]
+            while monitor.poll(0):  # what the socket's monitor said: connections refused, or made
+                event = recv_monitor_message(monitor)["event"]
+                broker.connection(event == zmq.EVENT_CONNECT_RETRIED, now)
+            if brokers.none_running(now):
+                future.cancel()
+                raise NoReply(f"nothing listens at {self.address} (connections refused): start "
+                              "`rerankpool broker` (or `rerankpool up`) there, or check the address")
             if brokers.down(i, now):
                 brokers.mark_down(i, now)
                 return None

@@ -5,7 +5,8 @@ requests over those up, in turn. While a request waits, silence from its broker 
 checked: after ``PROBE_AFTER_S`` without a frame from it the client sends it a ping (a broker
 answers pings at once, however busy), and a broker that then stays silent another
 ``PROBE_AFTER_S`` is down: the request moves to another broker at once instead of waiting out
-its deadline, and the down broker is tried again after ``RETRY_DOWN_S``. Flowing replies are
+its deadline, and the down broker is tried again after ``RETRY_DOWN_S``, twice as long each time
+it is found down again. Flowing replies are
 heartbeats enough, so probes cost nothing under load.
 
 A broker never heard from is not judged down by silence alone when it is the only one (it may
@@ -23,7 +24,8 @@ import math
 from dataclasses import dataclass
 
 PROBE_AFTER_S = 0.5
-RETRY_DOWN_S = 1.0
+RETRY_DOWN_S = 1.0  # doubled each time a broker is found down again, up to RETRY_DOWN_MAX_S
+RETRY_DOWN_MAX_S = 30.0
 REFUSED_S = 1.0  # a broker whose address refuses connections this long is not running there
 
 
@@ -37,9 +39,10 @@ class BrokerState:
     down_until: float = -math.inf
     ever_heard: bool = False
     refused_since: float | None = None  # connections refused since then, none accepted
+    downs: int = 0  # times found down in a row
 
     def heard(self, now: float) -> None:
-        self.heard_at, self.probe_at, self.ever_heard, self.down_until = now, None, True, -math.inf
+        self.heard_at, self.probe_at, self.ever_heard, self.down_until, self.downs = now, None, True, -math.inf, 0
 
     def connection(self, refused: bool, now: float) -> None:
         """What the socket's monitor said: a connection refused (nothing listens), or made."""
@@ -97,4 +100,5 @@ class BrokerSet:
 
     def mark_down(self, i: int, now: float) -> None:
         broker = self.brokers[i]
-        broker.down_until, broker.probe_at = now + RETRY_DOWN_S, None
+        broker.down_until, broker.probe_at = now + min(RETRY_DOWN_MAX_S, RETRY_DOWN_S * 2 ** broker.downs), None
+        broker.downs += 1

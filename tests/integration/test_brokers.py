@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from rerankpool import AsyncClient, Client
+from rerankpool.launch import wait_for_workers
 from rerankpool.worker.loop import lease
 
 pytest.importorskip("torch")
@@ -48,8 +49,7 @@ class Pool:
         return spawn("broker", "--frontend", self.fe[i], "--backend", self.be[i], *FAST)
 
     def wait_for_workers(self, i: int, n: int) -> None:
-        with Client(self.fe[i], timeout=120.0) as client:
-            assert client.ping(wait_workers=n, timeout=120.0)["workers"] >= n
+        assert wait_for_workers(self.fe[i], n, 120.0)["workers"] >= n
 
     def stop(self) -> None:
         for proc in [self.workers, *self.brokers]:
