@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from rerankpool import protocol as P
-from rerankpool.errors import BadRequest, ServerError, error_from_reply
+from rerankpool.errors import BadRequest, NoReply, ServerError, error_from_reply
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 GRACE_S = 1.0  # how long past a request's deadline the client still waits for the broker's answer
@@ -75,6 +75,10 @@ class BaseClient:
         self.timeout = timeout
         self.retries = retries
         self._ids = itertools.count(1)
+
+    def _not_running(self) -> NoReply:
+        return NoReply(f"nothing listens at {self.address} (connections refused): start `rerankpool broker` "
+                       "(or `rerankpool up`) there, or check the address")
 
     def _timeout(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout

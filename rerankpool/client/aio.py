@@ -142,7 +142,7 @@ class AsyncClient(BaseClient):
         last = None
         for _ in range(attempts):
             i = brokers.pick(time.monotonic(), avoid=last)
-            last, broker, sock = i, brokers.brokers[i], self._sockets[i]
+            last, sock = i, self._sockets[i]
             frames = self._encode(req)
             future = asyncio.get_running_loop().create_future()
             self._waiting[req.id] = future
@@ -181,8 +181,7 @@ class AsyncClient(BaseClient):
                 broker.connection(event == zmq.EVENT_CONNECT_RETRIED, now)
             if brokers.none_running(now):
                 future.cancel()
-                raise NoReply(f"nothing listens at {self.address} (connections refused): start "
-                              "`rerankpool broker` (or `rerankpool up`) there, or check the address")
+                raise self._not_running()
             if brokers.down(i, now):
                 brokers.mark_down(i, now)
                 return None

@@ -150,8 +150,7 @@ class Client(BaseClient):
                 now = time.monotonic()
                 self._watch(i, now)
                 if brokers.none_running(now):
-                    raise NoReply(f"nothing listens at {self.address} (connections refused): start "
-                                  "`rerankpool broker` (or `rerankpool up`) there, or check the address")
+                    raise self._not_running()
                 if brokers.down(i, now):
                     brokers.mark_down(i, now)
                     break
