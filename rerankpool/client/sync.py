@@ -155,8 +155,9 @@ class Client(BaseClient):
                     brokers.mark_down(i, now)
                     break
                 if broker.needs_probe(now, sent):
-                    sock.send_multipart(self._encode(P.Request(id=0, op=P.OP_PING)))
                     broker.probe_at = now
+                    with contextlib.suppress(zmq.Again):  # no connection up to queue it on: that is an answer too
+                        sock.send_multipart(self._encode(P.Request(id=0, op=P.OP_PING)), zmq.NOBLOCK)
             with contextlib.suppress(zmq.Again):  # best effort: the broker may be gone
                 sock.send_multipart(self._cancel_frames(req.id), zmq.NOBLOCK)
             sock.disable_monitor()
