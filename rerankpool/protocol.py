@@ -176,6 +176,8 @@ class Truncation:
 DEFAULT_TRUNCATION = Truncation()
 
 AGGREGATES = ("max", "mean", "first")
+MAX_TOKENS_SETTING = 1 << 20  # the most a request may set any token count to (they travel as 32-bit ints)
+MAX_WINDOWS_SETTING = 10_000
 
 
 @dataclass(frozen=True)
@@ -198,12 +200,12 @@ class Chunking:
         """What is wrong with these settings, or None."""
         if self.aggregate not in AGGREGATES:
             return f"chunking aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}"
-        if self.window_tokens is not None and self.window_tokens < 8:
-            return f"chunking window_tokens must be >= 8, got {self.window_tokens}"
-        if not 0 <= self.overlap_tokens < (self.window_tokens or 1 << 30):
+        if self.window_tokens is not None and not 8 <= self.window_tokens <= MAX_TOKENS_SETTING:
+            return f"chunking window_tokens must be in [8, {MAX_TOKENS_SETTING}], got {self.window_tokens}"
+        if not 0 <= self.overlap_tokens < (self.window_tokens or MAX_TOKENS_SETTING):
             return f"chunking overlap_tokens must be >= 0 and below window_tokens, got {self.overlap_tokens}"
-        if self.max_windows < 1:
-            return f"chunking max_windows must be >= 1, got {self.max_windows}"
+        if not 1 <= self.max_windows <= MAX_WINDOWS_SETTING:
+            return f"chunking max_windows must be in [1, {MAX_WINDOWS_SETTING}], got {self.max_windows}"
         return None
 
 
@@ -277,7 +279,8 @@ def encode_request(req: Request) -> list[bytes]:
             header["model"] = req.model
         t = req.truncation
         if not t.is_default:
-            header.update(truncate=t.truncate, truncation_direction=t.direction, max_tokens_per_doc=t.max_tokens_per_doc)
+            header.update(truncate=t.truncate, truncation_direction=t.direction,
+                          max_tokens_per_doc=t.max_tokens_per_doc)
         if req.chunking is not None:
             header["chunking"] = dataclasses.asdict(req.chunking)
     return pack(header)
@@ -389,10 +392,12 @@ def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Requ
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"truncate must be true, false or null, got {truncate!r:.40}", rid)
     direction = _field(header, "truncation_direction", str, rid, required=False) or "right"
     if direction.lower() not in TRUNCATION_DIRECTIONS:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"truncation_direction must be right or left, got {direction!r}", rid)
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"truncation_direction must be right or left, got {direction!r}",
+                            rid)
     max_doc = _field(header, "max_tokens_per_doc", int, rid, required=False)
-    if max_doc is not None and max_doc < 1:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"max_tokens_per_doc must be >= 1, got {max_doc}", rid)
+    if max_doc is not None and not 1 <= max_doc <= MAX_TOKENS_SETTING:
+        raise ProtocolError(ErrorCode.BAD_REQUEST,
+                            f"max_tokens_per_doc must be in [1, {MAX_TOKENS_SETTING}], got {max_doc}", rid)
     req.truncation = Truncation(truncate, direction.lower(), max_doc)
     chunking = header.get("chunking")
     if chunking is not None:

@@ -126,5 +126,6 @@ class QwenCardReranker:
         return np.exp(log_probs[:, 1]), log_probs[:, 1] - log_probs[:, 0], ids
 
     def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, **_: Any) -> np.ndarray:
-        """The log-odds (the pool's raw score) in batches of ``batch_size``, in order, as a user's loop runs the card."""
+        """The log-odds (the pool's raw score) in batches of ``batch_size``, in order, as a user's loop runs
+        the card."""
         return np.concatenate([self(list(pairs[i : i + batch_size]))[1] for i in range(0, len(pairs), batch_size)])

@@ -208,7 +208,7 @@ def forward_ceilings(
         for start in range(0, len(pairs), batch_size)
     ]
     note = f"model only: length-sorted batches of {batch_size} already on the device, median of {repeats} passes"
-    if not isinstance(engine, TorchEngine):  # an LLM reranker: its engine is the reference's forward, minus the vocabulary
+    if not isinstance(engine, TorchEngine):  # an LLM reranker: the reference's forward, minus the vocabulary
         def run_last_token() -> None:
             for chunk in chunks:
                 engine.forward(chunk)
@@ -216,7 +216,7 @@ def forward_ceilings(
         return [BaselineResult(f"forward ceiling ({dtype}, {device})", len(pairs),
                                _median_seconds(engine.device, run_last_token, repeats), batch_size,
                                f"{note}; padded, the decoder and the last token's yes/no logits only")]
-    names = ("input_ids", "attention_mask", "token_type_ids") if engine.feeds_token_types else ("input_ids", "attention_mask")
+    names = ("input_ids", "attention_mask", *(("token_type_ids",) if engine.feeds_token_types else ()))
     padded = [{name: torch.from_numpy(getattr(c, name)).to(engine.device) for name in names} for c in chunks]
 
     def run_padded() -> None:

@@ -224,7 +224,8 @@ def _per_model(r: SweepResult) -> str:
             latencies = np.array([s.latency_ms for s in mine])
             pairs = sum(s.pairs for s in mine if s.ok)
             span = max(s.end_s for s in mine) - min(s.start_s for s in mine)
-            rows.append([c.engine, c.batch, c.concurrency, f"`{model}`", pairs, f"{pairs / span:.1f}" if span > 0 else "-",
+            rate = f"{pairs / span:.1f}" if span > 0 else "-"
+            rows.append([c.engine, c.batch, c.concurrency, f"`{model}`", pairs, rate,
                          _ms(float(np.percentile(latencies, 50))), _ms(float(np.percentile(latencies, 99))),
                          sum(not s.ok for s in mine)])
     if not rows:

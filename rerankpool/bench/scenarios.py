@@ -117,7 +117,8 @@ def _named_urls(value: Any) -> list[tuple[str, str]]:
 
 # The bench's flags (argparse dests) a scenario may set; --render, --scenario and --list-scenarios are not runs.
 KEYS: dict[str, Callable[[Any], Any]] = {
-    "out": _str, "model": _str, "models": _strs, "separate_pools": _bool, "device": _str, "connect": _str, "compare": _str,
+    "out": _str, "model": _str, "models": _strs, "separate_pools": _bool, "device": _str, "connect": _str,
+    "compare": _str,
     "title": _str, "description": _str,
     "dataset": _dataset, "pairs": _int, "queries": _int, "candidates": _int, "repeat": _int,
     "synthetic_words": _range,

@@ -167,7 +167,7 @@ class History:
                 "requests_per_s": sum(r["requests_per_s"] for r in rows) / seconds,
                 "latency_p50_ms": _pct(latencies, 50), "latency_p95_ms": _pct(latencies, 95),
                 "latency_p99_ms": _pct(latencies, 99),
-                "queue_ms": stage("queue_ms"), "tokenize_ms": stage("tokenize_ms"), "inference_ms": stage("inference_ms")}
+                **{name: stage(name) for name in ("queue_ms", "tokenize_ms", "inference_ms")}}
 
     def as_dict(self) -> dict[str, Any]:
         """What the ``stats`` op sends when asked for the history."""

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PAGE is an HTML page, its lines as a browser reads them)
 """``GET /dashboard``: the pool live in a browser. One page, no build step, no library, works offline.
 
 The page fetches ``/dashboard/data`` (the broker's ``stats`` with its history) every second

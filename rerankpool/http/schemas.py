@@ -94,8 +94,9 @@ class CohereV2RerankRequest(_Lenient):
     query: str
     documents: list[str] = Field(min_length=1)
     top_n: int | None = Field(None, ge=1, description="return only the best top_n results")
-    max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document to this many tokens; a pair "
-                                                                   "past the model's window is cut to it too")
+    max_tokens_per_doc: int | None = Field(None, ge=1, le=1 << 20,
+                                           description="cut each document to this many tokens; a pair past the "
+                                                       "model's window is cut to it too")
     return_documents: bool = False
 
 
@@ -152,7 +153,8 @@ class V1RerankRequest(_Lenient):
     return_documents: bool | None = Field(None, description="default false, as in Cohere v1 (Jina's default is true: "
                                                             "Jina callers that read the documents send true)")
     rank_fields: list[str] | None = None
-    max_chunks_per_doc: int | None = Field(None, ge=1, description="Cohere v1: score each document by its best "
+    max_chunks_per_doc: int | None = Field(None, ge=1, le=10_000,
+                                           description="Cohere v1: score each document by its best "
                                                                    "chunk (window of the model's length), of at "
                                                                    "most this many")
 
@@ -184,9 +186,10 @@ class ChunkingBody(_Strict):
     """``Chunking``: a document longer than the window is scored by its overlapping windows."""
 
     aggregate: Literal["max", "mean", "first"] = "max"
-    window_tokens: int | None = Field(None, ge=8, description="document tokens a window (default: all that fit)")
-    overlap_tokens: int = Field(64, ge=0, description="tokens shared by next windows")
-    max_windows: int = Field(16, ge=1, description="windows a document at most (its first ones)")
+    window_tokens: int | None = Field(None, ge=8, le=1 << 20,
+                                      description="document tokens a window (default: all that fit)")
+    overlap_tokens: int = Field(64, ge=0, le=1 << 20, description="tokens shared by next windows")
+    max_windows: int = Field(16, ge=1, le=10_000, description="windows a document at most (its first ones)")
 
 
 class _PoolOptions(_Strict):
@@ -197,7 +200,8 @@ class _PoolOptions(_Strict):
     truncate: bool | None = Field(None, description="cut pairs past the model's window (default: the server's "
                                                     "--truncate); false: such a pair gets 413 naming it")
     truncation_direction: Literal["right", "left"] = Field("right", description="cut the end (right) or the start")
-    max_tokens_per_doc: int | None = Field(None, ge=1, description="cut each document to this many tokens first")
+    max_tokens_per_doc: int | None = Field(None, ge=1, le=1 << 20,
+                                           description="cut each document to this many tokens first")
     chunking: ChunkingBody | None = Field(None, description="score long documents by their windows (default: the "
                                                             "server's --chunking); results give the best window's span")
 

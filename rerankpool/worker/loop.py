@@ -159,7 +159,7 @@ class Worker:
                         link.send(P.encode_bye())
                     logger.info("worker %d finished its batches; goodbye", os.getpid())
                     return
-                due = min(next_check, *(t for link in links for t in (link.next_heartbeat, link.expires, link.reconnect_at)))
+                due = min(next_check, *(min(link.next_heartbeat, link.expires, link.reconnect_at) for link in links))
                 events = dict(poller.poll(max(0, min(250, int(1000 * (due - time.monotonic()))))))
                 now = time.monotonic()
                 if stages.socket in events:

@@ -156,7 +156,8 @@ def test_graph_layout_puts_real_tokens_first_and_empty_rows_after():
 
 
 def test_every_graph_shape_captures_a_layout_that_fits():
-    from rerankpool.worker.engines.packed_encoder import GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout, graph_shapes
+    from rerankpool.worker.engines.packed_encoder import (GRAPH_TOKEN_BUCKETS, capture_lengths, graph_layout,
+                                                           graph_shapes)
 
     shapes = graph_shapes()
     assert {c for c, _ in shapes} == set(GRAPH_TOKEN_BUCKETS)

@@ -36,7 +36,8 @@ def browser():
         pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1800"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1800"):
         options.add_argument(flag)
     from selenium.webdriver.chrome.service import Service
 
@@ -108,7 +109,8 @@ def page_figures(driver) -> dict:
         return {pairs_scored: Number(text("pairs-scored")), workers_live: Number(text("workers-live")),
                 workers_lost: Number(text("workers-lost")), queued: Number(text("queued-pairs")),
                 updated: document.body.dataset.updated,
-                workers: [...document.querySelectorAll("tr[data-worker]")].map(r => [r.dataset.worker, r.dataset.state]),
+                workers: [...document.querySelectorAll("tr[data-worker]")].map(
+                    r => [r.dataset.worker, r.dataset.state]),
                 models: [...document.querySelectorAll("tr[data-model]")].map(r => r.dataset.model),
                 lines: [...document.querySelectorAll("svg polyline")].filter(p => p.getAttribute("points")).length};""")
 

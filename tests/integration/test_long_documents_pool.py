@@ -143,7 +143,8 @@ def test_the_pool_routes_take_chunking_and_give_spans_and_cohere_v1_chunks(gatew
     scored = httpx.post(gateway.url + "/pool/score", json={"pairs": [[QUERY, d] for d in DOCS],
                                                           "chunking": {"aggregate": "first"}}).json()
     assert len(scored["spans"]) == len(DOCS) and scored["spans"][0] == [0, len(DOCS[0])]
-    bad = httpx.post(gateway.url + "/pool/rerank", json={**body, "chunking": {"window_tokens": 10, "overlap_tokens": 12}})
+    bad = httpx.post(gateway.url + "/pool/rerank",
+                     json={**body, "chunking": {"window_tokens": 10, "overlap_tokens": 12}})
     assert bad.status_code == 422 and "overlap_tokens" in bad.json()["error"]["message"]
     v1 = httpx.post(gateway.url + "/v1/rerank", json={"model": "tiny-bert", "query": QUERY, "documents": DOCS,
                                                       "max_chunks_per_doc": 3}).json()

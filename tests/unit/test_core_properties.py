@@ -283,7 +283,8 @@ def test_a_models_last_worker_dying_leaves_its_requests_waiting_until_their_dead
     """Its queued and in-flight pairs wait for a worker of that model: one that comes in time serves them;
     else the request gets no_workers naming the model, and the other model's requests are untouched."""
     one_request_a_batch = BatchingConfig(max_batch=2, bucket_edges=(512,))
-    core = BrokerCore(CoreConfig(batching=one_request_a_batch, request_timeout_ms=1000, liveness=LivenessConfig(1.0, 3)))
+    core = BrokerCore(CoreConfig(batching=one_request_a_batch, request_timeout_ms=1000,
+                                 liveness=LivenessConfig(1.0, 3)))
     core.register(b"a1", info(1, model="a"), 0.0)
     core.register(b"b1", info(1, model="b"), 0.0)
     for rid, model in ((1, "a"), (2, "a"), (3, "b")):

@@ -35,7 +35,8 @@ def test_device_processes_by_default_for_torch_on_cuda(flags, device_processes):
 
 
 def test_each_model_gets_its_own_workers_device_and_dtype():
-    pool = pool_for("-n", "2", "--model", "tiny-bert", "--model", "tiny-xlm-roberta,workers=1,device=cuda:1,dtype=float16",
+    pool = pool_for("-n", "2", "--model", "tiny-bert",
+                    "--model", "tiny-xlm-roberta,workers=1,device=cuda:1,dtype=float16",
                     "--model", "default,workers=3,engine=onnx")
     got = [(w.name, w.model, w.device, w.dtype, w.engine) for w in pool.configs]
     assert sorted(got) == sorted([
