@@ -1,7 +1,9 @@
 """Workers on other hosts: the broker and two workers in separate network namespaces, over TCP.
 
 Then one worker's link is cut mid-load: its batches must move to the other worker and
-every request must still be answered. Needs root (``ip netns``); skips, saying why, without it.
+every request must still be answered. And with two brokers on two hosts, one broker's link
+is cut mid-load: its requests must move to the other broker. Needs root (``ip netns``);
+skips, saying why, without it.
 
 The test's client must run on the broker's host, so this file doubles as a script: the
 tests run ``python -m tests.integration.test_multihost JOB`` in the broker's namespace,
@@ -74,13 +76,13 @@ def wait_for_workers(lab: Lab, frontend: str, n: int, timeout_s: float = 120) ->
     raise TimeoutError(f"{n} worker(s) not registered in {timeout_s:.0f} s:\n{lab.logs()}")
 
 
-def on_broker_host(lab: Lab, job: str, on_message=None, **payload) -> list[dict[str, Any]]:
-    """Run ``JOBS[job](**payload)`` in the broker's namespace; return its messages.
+def on_broker_host(lab: Lab, job: str, on_message=None, host: Host | None = None, **payload) -> list[dict[str, Any]]:
+    """Run ``JOBS[job](**payload)`` in the broker's namespace (or ``host``'s); return its messages.
 
     Each message is also passed to ``on_message`` as soon as it arrives, while the job runs on.
     """
     with open(lab.log_dir / f"client-{job}.log", "ab") as log:
-        proc = subprocess.Popen(lab.command(lab.broker, "-m", "tests.integration.test_multihost", job),
+        proc = subprocess.Popen(lab.command(host or lab.broker, "-m", "tests.integration.test_multihost", job),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
     try:
         proc.stdin.write(json.dumps(payload))  # type: ignore[union-attr]
@@ -154,6 +156,51 @@ def test_cutting_a_workers_link_under_load_loses_nothing(pool, tiny_direct):
     assert stats["replies_error"] == {}
 
 
+@pytest.fixture
+def two_brokers(tmp_path, tiny_model):
+    """Broker A on the bridge host, broker B on host 1, two workers on host 2 serving both; host 3 is the client's."""
+    lab = Lab(workers=3, log_dir=tmp_path)
+    try:
+        try:
+            lab.create()
+        except NamespacesUnavailable as exc:
+            pytest.skip(f"network namespaces unavailable: {exc}")
+        brokers = [lab.broker, lab.workers[0]]
+        fe = [f"tcp://{h.address}:{FRONTEND_PORT}" for h in brokers]
+        be = [f"tcp://{h.address}:{BACKEND_PORT}" for h in brokers]
+        for name, host, f, b in zip(("brokerA", "brokerB"), brokers, fe, be):
+            lab.spawn(name, host, "-m", "rerankpool", "broker", "--frontend", f.replace(host.address, "0.0.0.0"),
+                      "--backend", b.replace(host.address, "0.0.0.0"), "--max-batch", "4", *FAST_HEARTBEATS)
+        lab.spawn("workers", lab.workers[1], "-m", "rerankpool", "worker", "--connect", ",".join(be), "-n", "2",
+                  "--model", "tiny-bert", "--threads", "1", *FAST_HEARTBEATS)
+        for f in fe:
+            wait_for_workers(lab, f, 2)
+        yield lab, fe
+    finally:
+        lab.close()
+
+
+def test_cutting_a_brokers_link_under_load_loses_nothing(two_brokers, tiny_direct):
+    """Broker B's host loses its cable mid-load (no RST: its packets just vanish). The client's calls on B
+    move to A once B is silent through a ping; every request is answered once, with its exact scores."""
+    lab, fe = two_brokers
+    rng = random.Random(7)
+    requests = [(f"q{i}", [f"doc {i} " + "word " * rng.randint(1, 120) for _ in range(rng.randint(1, 10))])
+                for i in range(120)]
+
+    def on_message(message: dict[str, Any]) -> None:
+        if "b_in_flight" in message:  # broker B holds requests now: pull its cable
+            assert message["b_in_flight"] > 0, "the load was over before broker B held any of it"
+            lab.cut(lab.workers[0])
+
+    _, done = on_broker_host(lab, "two_brokers", on_message, host=lab.workers[2], frontends=fe, requests=requests)
+    errors = [r for r in done["results"] if isinstance(r, dict)]
+    assert not errors, errors[:3]
+    for (query, docs), scores in zip(requests, done["results"]):
+        np.testing.assert_allclose(scores, reference(tiny_direct, [(query, d) for d in docs]), atol=1e-4, rtol=0)
+    assert done["b_found_down"]  # the client judged B down, and its calls went on at A
+
+
 # -- the client on the broker's host: this file run as a script in the broker's namespace -----
 
 
@@ -202,7 +249,27 @@ def job_load(frontend: str, requests: list[list[Any]], victim: int) -> None:
     asyncio.run(run())
 
 
-JOBS = {"ready": job_ready, "score": job_score, "load": job_load}
+def job_two_brokers(frontends: list[str], requests: list[list[Any]]) -> None:
+    """All requests in flight at once over both brokers; say when broker B holds some; then the results."""
+
+    async def run() -> None:
+        async with AsyncClient(",".join(frontends), timeout=60, retries=1) as client, \
+                AsyncClient(frontends[1], timeout=2, retries=0) as b:
+            tasks = [asyncio.ensure_future(client.score([(q, d) for d in docs])) for q, docs in requests]
+            held = 0
+            while not held and not all(t.done() for t in tasks):
+                stats = await b.stats()
+                held = stats["requests_in_flight"]
+            emit({"b_in_flight": held})
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            b_found_down = client._brokers.brokers[1].downs > 0  # the client's own account of B
+        emit({"results": [r if isinstance(r, list) else {"error": repr(r)} for r in results],
+              "b_found_down": b_found_down})
+
+    asyncio.run(run())
+
+
+JOBS = {"ready": job_ready, "score": job_score, "load": job_load, "two_brokers": job_two_brokers}
 
 if __name__ == "__main__":
     JOBS[sys.argv[1]](**json.loads(sys.stdin.read()))
