@@ -12,6 +12,7 @@ from typing import Sequence
 
 from rerankpool.flags import DEFAULT_FRONTEND, broker_flags, http_flags, ints, liveness_flags, worker_flags
 from rerankpool.flags import worker_threads
+from rerankpool.sockets import split_addresses
 
 logger = logging.getLogger("rerankpool")
 
@@ -109,7 +110,8 @@ def worker_pool(args: argparse.Namespace, connect: str, security=None):
             spec.settings else None
         base = WorkerConfig(
             connect=connect, model=spec.name, engine=engine, device=device, dtype=str(spec.get("dtype", args.dtype)),
-            max_length=int(spec.get("max-length", args.max_length)), capacity=args.capacity,
+            max_length=int(spec.get("max-length", args.max_length)),
+            capacity=args.capacity or 2 * len(split_addresses(connect)),
             threads=worker_threads(args, total, device), compile=args.compile, packed=args.packed,
             cuda_graphs=args.cuda_graphs, fast_tokenizer=args.fast_tokenizer, warmup=args.warmup,
             instruction=args.instruction, truncate=args.truncate, heartbeat_interval_s=args.heartbeat_interval_s,

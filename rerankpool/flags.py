@@ -99,7 +99,9 @@ def worker_flags(connect: bool) -> argparse.ArgumentParser:
     g.add_argument("--truncate", action=argparse.BooleanOptionalAction, default=True,
                    help="cut pairs past --max-length for requests that do not say (--no-truncate: refuse them with "
                         "too_large, naming the document and its token count, as TEI does)")
-    g.add_argument("--capacity", type=int, default=2, help="batches in flight per worker (>= 2)")
+    g.add_argument("--capacity", type=int, default=None,
+                   help="batches in flight per worker, leased out among its brokers (default: 2 a broker, so each "
+                        "still overlaps tokenizing with inference when the others are gone)")
     g.add_argument("--threads", type=int, default=None,
                    help="intra-op threads per worker (default on CPU: cores / workers)")
     g.add_argument("--compile", action="store_true",
