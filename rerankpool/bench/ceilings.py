@@ -28,7 +28,7 @@ import numpy as np
 from rerankpool.bench.children import collect
 from rerankpool.bench.results import BaselineResult
 from rerankpool.worker.policy import ChunkPolicy
-from rerankpool.worker.tokenize import PairTokenizer, PromptTokenizer, load_pair_tokenizer, unpad
+from rerankpool.worker.tokenize import BatchTokenizer, load_pair_tokenizer, unpad
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _median_seconds(device: str, run: Callable[[], object], repeats: int) -> flo
     return float(np.median([once() for _ in range(repeats)]))
 
 
-def encode_pairs(tok: PairTokenizer | PromptTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
+def encode_pairs(tok: BatchTokenizer, pairs: Sequence[tuple[str, str]], policy: ChunkPolicy):
     """The pairs through the worker's own tokenizer, one query entry per pair."""
     return tok.encode([q for q, _ in pairs], list(range(len(pairs))), [d for _, d in pairs], policy)
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
 
 import itertools
 
@@ -64,7 +65,70 @@ def unpad(chunk: Chunk) -> PackedChunk:
     )
 
 
-class PairTokenizer:
+class BatchTokenizer(ABC):
+    """What both tokenizers share: ``encode`` of a batch, and the cutting of long documents into windows.
+
+    A subclass gives ``_encode`` (a batch with no document to split), ``_plain`` (its tokenizer
+    with no truncation, for a document's own tokens) and ``_overhead`` (a pair's tokens besides
+    its document's).
+    """
+
+    max_length: int
+
+    def encode(
+        self,
+        queries: Sequence[str],
+        query_index: Sequence[int],
+        docs: Sequence[str],
+        policy: ChunkPolicy = ChunkPolicy(),
+        truncations: Sequence[Truncation] | None = None,
+        split: dict[int, Chunking] | None = None,
+    ) -> EncodedBatch:
+        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks; ``truncations``: each
+        pair's request's settings (None: every pair takes the defaults); ``split``: the docs to cut into
+        windows if longer than one (they go in ``windows``, not in the chunks)."""
+        if not split:
+            return self._encode(queries, query_index, docs, policy, truncations)
+        windows = self._windows(queries, query_index, docs, split)
+        keep = np.array([i for i in range(len(docs)) if i not in windows], dtype=np.int64)
+        batch = self._encode(queries, [query_index[i] for i in keep], [docs[i] for i in keep], policy,
+                             None if truncations is None else [truncations[i] for i in keep])
+        for chunk in batch.chunks:  # back under their batch rows
+            chunk.rows = keep[chunk.rows]
+        batch.size = len(docs)
+        batch.refused = {int(keep[i]): reason for i, reason in batch.refused.items()}
+        batch.windows = windows
+        return batch
+
+    def _windows(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str],
+                 split: dict[int, Chunking]) -> dict[int, list[Window]]:
+        """The windows of the docs to split that are longer than a window beside their query."""
+        plain = self._plain()
+        windows: dict[int, list[Window]] = {}
+        for i, chunking in split.items():
+            extra = self._overhead(queries[query_index[i]])
+            fit = self.max_length - extra
+            width = min(chunking.window_tokens or fit, fit)
+            if width < 8:  # the query leaves no room for a window: the pair is cut as any other
+                continue
+            doc = plain.encode(docs[i], add_special_tokens=False)
+            if len(doc.ids) > width:
+                windows[i] = plan_windows(doc.offsets, doc.word_ids, width, chunking.overlap_tokens,
+                                          chunking.max_windows, extra)
+        return windows
+
+    @abstractmethod
+    def _encode(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str],
+                policy: ChunkPolicy, truncations: Sequence[Truncation] | None) -> EncodedBatch: ...
+
+    @abstractmethod
+    def _plain(self) -> Any: ...
+
+    @abstractmethod
+    def _overhead(self, query: str) -> int: ...
+
+
+class PairTokenizer(BatchTokenizer):
     """Tokenizes cross-encoder pairs from a ``tokenizer.json``: no padding, longest-first truncation.
 
     For plain BERT tokenizers (``rerankpool.worker.wordpiece``) each query and document is
@@ -102,22 +166,16 @@ class PairTokenizer:
         pad = self._tok.token_to_id("[PAD]")
         return 0 if pad is None else int(pad)
 
-    def encode(
-        self,
-        queries: Sequence[str],
-        query_index: Sequence[int],
-        docs: Sequence[str],
-        policy: ChunkPolicy = ChunkPolicy(),
-        truncations: Sequence[Truncation] | None = None,
-        split: dict[int, Chunking] | None = None,
-    ) -> EncodedBatch:
-        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks; ``truncations``: each
-        pair's request's settings (None: every pair takes the defaults); ``split``: the docs to cut into
-        windows if longer than one (they go in ``windows``, not in the chunks)."""
-        if split:
-            return _without_split(self, queries, query_index, docs, policy, truncations, split,
-                                  lambda q: len(self._cut.encode(q, add_special_tokens=False).ids)
-                                  + self._cut.num_special_tokens_to_add(True))
+    def _plain(self) -> Any:
+        self._cut.no_truncation()
+        return self._cut
+
+    def _overhead(self, query: str) -> int:
+        plain = self._plain()
+        return len(plain.encode(query, add_special_tokens=False).ids) + plain.num_special_tokens_to_add(True)
+
+    def _encode(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str], policy: ChunkPolicy,
+                truncations: Sequence[Truncation] | None) -> EncodedBatch:
         if truncations is not None or not self.truncate:
             return self._encode_cut(queries, query_index, docs, policy,
                                     truncations or [DEFAULT_TRUNCATION] * len(docs))
@@ -179,7 +237,7 @@ class PairTokenizer:
         return PairIds(TextIds(flat, np.cumsum(pair_lengths) - pair_lengths, pair_lengths), nq + 2)
 
 
-class PromptTokenizer:
+class PromptTokenizer(BatchTokenizer):
     """Tokenizes pairs for an LLM reranker: its prompt template around each pair, truncated as its card does.
 
     Same interface as ``PairTokenizer``; every token has type 0, and ``max_length`` is the
@@ -201,25 +259,18 @@ class PromptTokenizer:
         self.pad_id = 0  # any id: pads follow a pair's tokens, and causal attention never looks ahead
         reranker.pair_ids(self._tok, [("", "")], max_length)  # fails now if max_length leaves no room
 
-    def encode(
-        self,
-        queries: Sequence[str],
-        query_index: Sequence[int],
-        docs: Sequence[str],
-        policy: ChunkPolicy = ChunkPolicy(),
-        truncations: Sequence[Truncation] | None = None,
-        split: dict[int, Chunking] | None = None,
-    ) -> EncodedBatch:
-        """Tokenize pairs (queries[query_index[i]], docs[i]) into length-sorted chunks (``split``: as
-        ``PairTokenizer.encode``; a window's budget is what the prompt leaves beside the query).
+    def _plain(self) -> Any:
+        return self._tok
 
-        The card cuts the formatted pair from its end; a request that forbids cutting gets its
-        too-long pairs ``refused``, and one that asks for another cut (from the left, or per
-        document) is refused too: the cards define none.
-        """
-        if split:
-            return _without_split(self, queries, query_index, docs, policy, truncations, split,
-                                  lambda q: len(self.reranker.pair_ids(self._tok, [(q, "")], 1 << 30)[0]))
+    def _overhead(self, query: str) -> int:
+        """The prompt's tokens with the query and no document: what a window's budget leaves out."""
+        return len(self.reranker.pair_ids(self._tok, [(query, "")], 1 << 30)[0])
+
+    def _encode(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str], policy: ChunkPolicy,
+                truncations: Sequence[Truncation] | None) -> EncodedBatch:
+        """The card cuts the formatted pair from its end; a request that forbids cutting gets its too-long pairs
+        ``refused``, and one that asks for another cut (from the left, or per document) is refused too: the
+        cards define none."""
         pairs = [(queries[q], d) for q, d in zip(query_index, docs)]
         ids = back_to_back(self.reranker.pair_ids(self._tok, pairs, self.max_length))
         batch = _chunks(PairIds(ids, ids.lengths), policy, self.pad_id)
@@ -236,7 +287,7 @@ class PromptTokenizer:
 
 
 def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = True, threads: int | None = None,
-                        instruction: str | None = None, truncate: bool = True) -> PairTokenizer | PromptTokenizer:
+                        instruction: str | None = None, truncate: bool = True) -> BatchTokenizer:
     """The checkpoint's tokenizer: prompt mode for an LLM reranker, else cross-encoder pairs. ``truncate``: the
     default of requests that do not say whether a pair past the window may be cut."""
     reranker = llm_reranker(model_path, instruction)
@@ -246,38 +297,6 @@ def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = Tr
         raise ValueError(f"an instruction is for LLM rerankers; {model_path} is a cross-encoder")
     return PairTokenizer(Path(model_path) / "tokenizer.json", max_length, fast=fast, threads=threads,
                          truncate=truncate)
-
-
-def _without_split(tokenizer: "PairTokenizer | PromptTokenizer", queries: Sequence[str], query_index: Sequence[int],
-                   docs: Sequence[str], policy: ChunkPolicy, truncations: Sequence[Truncation] | None,
-                   split: dict[int, Chunking], overhead) -> EncodedBatch:
-    """``encode`` for a batch naming docs to split: those longer than a window get their windows, the rest
-    (and docs a window holds) are encoded as usual, under their batch rows."""
-    from tokenizers import Tokenizer
-
-    plain: Tokenizer = tokenizer._tok if isinstance(tokenizer, PromptTokenizer) else tokenizer._cut
-    plain.no_truncation()
-    windows: dict[int, list[Window]] = {}
-    for i, chunking in split.items():
-        query = queries[query_index[i]]
-        extra = overhead(query)
-        fit = tokenizer.max_length - extra
-        width = min(chunking.window_tokens or fit, fit)
-        if width < 8:  # the query leaves no room for a window: the pair is cut as any other
-            continue
-        doc = plain.encode(docs[i], add_special_tokens=False)
-        if len(doc.ids) > width:
-            windows[i] = plan_windows(doc.offsets, doc.word_ids, width, chunking.overlap_tokens,
-                                      chunking.max_windows, extra)
-    keep = np.array([i for i in range(len(docs)) if i not in windows], dtype=np.int64)
-    batch = tokenizer.encode([*queries], [query_index[i] for i in keep], [docs[i] for i in keep], policy,
-                             None if truncations is None else [truncations[i] for i in keep])
-    for chunk in batch.chunks:
-        chunk.rows = keep[chunk.rows]
-    batch.size = len(docs)
-    batch.refused = {int(keep[i]): reason for i, reason in batch.refused.items()}
-    batch.windows = windows
-    return batch
 
 
 def _cut_text(tok, doc: str, max_tokens: int, direction: str) -> str:
