@@ -267,7 +267,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from rerankpool.security.cli import client_security_from_args
 
     with Client(args.connect, timeout=args.timeout, retries=0, security=client_security_from_args(args)) as client:
-        stats = client.stats(history=args.json)
+        stats = client.stats(history=True)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
         return 0

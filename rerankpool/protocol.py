@@ -19,7 +19,7 @@ Client -> broker (client DEALER, broker frontend ROUTER; ``encode_request``)::
         # truncate (None: the workers' default), truncation_direction, max_tokens_per_doc: see Truncation
         # "chunking": {"aggregate", "window_tokens", "overlap_tokens", "max_windows"} (see Chunking), or absent
     {"op": "models", "id": int}       # the models served now, with their live workers
-    {"op": "stats", "id": int, "events_since": int|None, "history": bool}  # history: the last minutes
+    {"op": "stats", "id": int, "events_since": int|None, "history": bool}  # history: the last minutes, "recent"
     {"op": "ping", "id": int, "wait_workers": int|None, "timeout_ms": int|None}
         # answered once >= wait_workers workers are live, or at timeout_ms
     {"op": "cancel", "id": int}       # drop request `id` of this client; no reply
@@ -398,7 +398,8 @@ def _decode_fields(header: dict[str, Any], req: Request, limits: Limits) -> Requ
     if max_doc is not None and not 1 <= max_doc <= MAX_TOKENS_SETTING:
         raise ProtocolError(ErrorCode.BAD_REQUEST,
                             f"max_tokens_per_doc must be in [1, {MAX_TOKENS_SETTING}], got {max_doc}", rid)
-    req.truncation = Truncation(truncate, direction.lower(), max_doc)
+    truncation = Truncation(truncate, direction.lower(), max_doc)
+    req.truncation = DEFAULT_TRUNCATION if truncation.is_default else truncation  # pairs share the default
     chunking = header.get("chunking")
     if chunking is not None:
         if not isinstance(chunking, dict):

@@ -2,7 +2,7 @@
 
 All are measured on the same pairs as the sweep, with no broker and no sockets. The
 tokenizer twice: ``tokenizers.encode_batch`` in one process on all cores (no Python per
-pair), and the workers' own ``PairTokenizer`` in as many processes as the pool has, on
+pair), and the workers' own tokenizer in as many processes as the pool has, on
 worker-sized batches (what the pool itself can tokenize). The model in one process, on
 length-sorted, pre-tokenized batches already on the device, timed padded (transformers,
 as the issue's ceiling was measured) and, where the engine runs packed tokens (CUDA),

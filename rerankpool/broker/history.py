@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 RECENT_ERRORS = 20  # error messages kept for the dashboard
+RECENT_S = 10.0  # the window of ``recent``: request latencies older than this are dropped as new ones come
 LOST_SHOWN_S = 60.0  # how long a worker that went away stays in the rows, as "lost"
 
 
@@ -52,15 +53,18 @@ class History:
         self.rows: deque[dict[str, Any]] = deque(maxlen=seconds)
         self.hosts: dict[str, dict[str, Any]] = {}  # host -> its latest sample, with when it came ("t")
         self.errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
-        self._latencies: deque[tuple[float, float]] = deque(maxlen=200_000)  # (when, ms), for recent percentiles
+        self._latencies: deque[tuple[float, float]] = deque(maxlen=200_000)  # (when, ms) of the last RECENT_S
         self._lost: dict[str, tuple[float, dict[str, Any]]] = {}  # workers gone: when, their last figures
         self._now = _Second()
 
     # -- what happens -------------------------------------------------------------------
 
     def request_done(self, latency_ms: float, when: float | None = None) -> None:
+        when = time.time() if when is None else when
         self._now.latencies_ms.append(latency_ms)
-        self._latencies.append((time.time() if when is None else when, latency_ms))
+        self._latencies.append((when, latency_ms))
+        while self._latencies[0][0] < when - RECENT_S:
+            self._latencies.popleft()
 
     def error(self, code: str, message: str, when: float | None = None) -> None:
         errors = self._now.errors
@@ -150,10 +154,8 @@ class History:
         self.rows.append(row)
         return row
 
-    def recent(self, when: float, window_s: float = 10.0) -> dict[str, Any]:
+    def recent(self, when: float, window_s: float = RECENT_S) -> dict[str, Any]:
         """The last ``window_s`` seconds in one line: rates, exact latency percentiles, the stage breakdown."""
-        while self._latencies and self._latencies[0][0] < when - 60.0:
-            self._latencies.popleft()
         latencies = [ms for t, ms in self._latencies if t >= when - window_s]
         rows = [r for r in self.rows if r["t"] >= when - window_s]
         seconds = max(1, len(rows))

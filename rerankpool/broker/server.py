@@ -393,7 +393,7 @@ class Broker:
         }
         if events_since is not None:
             stats["events"] = [e for e in self.events if e["seq"] > events_since]
-        stats["recent"] = self.history.recent(time.time())
-        if history:
+        if history:  # what a dashboard asks for: scrapes and the bench's sampler do not pay for it
+            stats["recent"] = self.history.recent(time.time())
             stats["history"] = self.history.as_dict()
         return stats

@@ -120,7 +120,8 @@ class Client(BaseClient):
 
     def stats(self, events_since: int | None = None, timeout: float = 5.0, history: bool = False) -> dict[str, Any]:
         """The broker's live counters (and per-batch events after ``events_since``; with ``history``, its
-        last minutes one row a second, its hosts' readings and its recent errors)."""
+        last minutes one row a second, its hosts' readings, its recent errors and ``recent``: the last 10 s's
+        rates, latency percentiles and stage times)."""
         req = P.Request(id=0, op=P.OP_STATS, events_since=events_since, history=history)
         return self._call(req, timeout)["stats"]
 
