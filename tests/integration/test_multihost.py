@@ -13,13 +13,14 @@ send it a JSON payload on stdin and read JSON lines back (see ``JOBS`` at the bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -45,14 +46,23 @@ class MultiHostPool:
         return pid
 
 
-@pytest.fixture
-def pool(tmp_path, tiny_model):  # tiny_model: the model is built into the cache before workers start
-    lab = Lab(workers=2, log_dir=tmp_path)
+@contextlib.contextmanager
+def made_lab(workers: int, log_dir) -> Iterator[Lab]:
+    """A lab of ``workers`` hosts beside the broker's, closed whatever happens; skips where namespaces can't be made."""
+    lab = Lab(workers=workers, log_dir=log_dir)
     try:
         try:
             lab.create()
         except NamespacesUnavailable as exc:
             pytest.skip(f"network namespaces unavailable: {exc}")
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture
+def pool(tmp_path, tiny_model):  # tiny_model: the model is built into the cache before workers start
+    with made_lab(2, tmp_path) as lab:
         b = lab.broker.address
         frontend, backend = f"tcp://{b}:{FRONTEND_PORT}", f"tcp://{b}:{BACKEND_PORT}"
         lab.spawn("broker", lab.broker, "-m", "rerankpool", "broker", "--frontend", frontend, "--backend", backend,
@@ -61,8 +71,6 @@ def pool(tmp_path, tiny_model):  # tiny_model: the model is built into the cache
             lab.spawn(f"worker{i}", host, "-m", "rerankpool", "worker", "--connect", backend, "-n", "1",
                       "--model", "tiny-bert", "--threads", "1", *FAST_HEARTBEATS)
         yield MultiHostPool(lab, frontend, wait_for_workers(lab, frontend, len(lab.workers)))
-    finally:
-        lab.close()
 
 
 def wait_for_workers(lab: Lab, frontend: str, n: int, timeout_s: float = 120) -> dict[str, Any]:
@@ -159,12 +167,7 @@ def test_cutting_a_workers_link_under_load_loses_nothing(pool, tiny_direct):
 @pytest.fixture
 def two_brokers(tmp_path, tiny_model):
     """Broker A on the bridge host, broker B on host 1, two workers on host 2 serving both; host 3 is the client's."""
-    lab = Lab(workers=3, log_dir=tmp_path)
-    try:
-        try:
-            lab.create()
-        except NamespacesUnavailable as exc:
-            pytest.skip(f"network namespaces unavailable: {exc}")
+    with made_lab(3, tmp_path) as lab:
         brokers = [lab.broker, lab.workers[0]]
         fe = [f"tcp://{h.address}:{FRONTEND_PORT}" for h in brokers]
         be = [f"tcp://{h.address}:{BACKEND_PORT}" for h in brokers]
@@ -176,8 +179,6 @@ def two_brokers(tmp_path, tiny_model):
         for f in fe:
             wait_for_workers(lab, f, 2)
         yield lab, fe
-    finally:
-        lab.close()
 
 
 def test_cutting_a_brokers_link_under_load_loses_nothing(two_brokers, tiny_direct):
