@@ -89,7 +89,7 @@ class BatchTokenizer(ABC):
         windows if longer than one (they go in ``windows``, not in the chunks)."""
         if not split:
             return self._encode(queries, query_index, docs, policy, truncations)
-        windows = self._windows(queries, query_index, docs, split)
+        windows = self._windows(queries, query_index, docs, split, truncations)
         keep = np.array([i for i in range(len(docs)) if i not in windows], dtype=np.int64)
         batch = self._encode(queries, [query_index[i] for i in keep], [docs[i] for i in keep], policy,
                              None if truncations is None else [truncations[i] for i in keep])
@@ -101,8 +101,9 @@ class BatchTokenizer(ABC):
         return batch
 
     def _windows(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str],
-                 split: dict[int, Chunking]) -> dict[int, list[Window]]:
-        """The windows of the docs to split that are longer than a window beside their query."""
+                 split: dict[int, Chunking], truncations: Sequence[Truncation] | None) -> dict[int, list[Window]]:
+        """The windows of the docs to split that are longer than a window beside their query. A request's
+        ``max_tokens_per_doc`` cuts the document first (its first or last tokens), as for a pair scored whole."""
         plain = self._plain()
         windows: dict[int, list[Window]] = {}
         for i, chunking in split.items():
@@ -112,9 +113,15 @@ class BatchTokenizer(ABC):
             if width < 8:  # the query leaves no room for a window: the pair is cut as any other
                 continue
             doc = plain.encode(docs[i], add_special_tokens=False)
-            if len(doc.ids) > width:
-                windows[i] = plan_windows(doc.offsets, doc.word_ids, width, chunking.overlap_tokens,
-                                          chunking.max_windows, extra)
+            offsets, word_ids = doc.offsets, doc.word_ids
+            cut = None if truncations is None else truncations[i]
+            if cut is not None and cut.max_tokens_per_doc is not None and len(offsets) > cut.max_tokens_per_doc:
+                kept = slice(-cut.max_tokens_per_doc, None) if cut.direction == "left" else \
+                    slice(cut.max_tokens_per_doc)
+                offsets, word_ids = offsets[kept], word_ids[kept]
+            if len(offsets) > width:
+                windows[i] = plan_windows(offsets, word_ids, width, chunking.overlap_tokens, chunking.max_windows,
+                                          extra)
         return windows
 
     @abstractmethod

@@ -128,3 +128,21 @@ def test_a_long_document_gets_windows_that_fit_and_leaves_the_chunks(name, max_l
         assert abs(lengths[k] - tokens) <= 2  # and costs what the broker is told
     if len(windows) < chunking.max_windows:
         assert long.endswith(texts[-1])  # the windows reach the document's end
+
+
+@pytest.mark.parametrize("direction", ["right", "left"])
+def test_max_tokens_per_doc_cuts_a_document_before_it_is_split(direction):
+    tok = load_pair_tokenizer(resolve_model("tiny-bert").path, 48)
+    long = " ".join(doc(400, 9).split())
+    plain = tok._plain()
+    offsets = plain.encode(long, add_special_tokens=False).offsets
+    limit = 100
+    kept = long[: offsets[limit - 1][1]] if direction == "right" else long[offsets[-limit][0]:]
+    cut = Truncation(True, direction, max_tokens_per_doc=limit)
+    chunking = Chunking(overlap_tokens=0, max_windows=64)
+    batch = tok.encode(["where is the museum"], [0], [long], ChunkPolicy(), [cut], {0: chunking})
+    whole = tok.encode(["where is the museum"], [0], [long], ChunkPolicy(), None, {0: chunking})
+    (windows,) = batch.windows.values()
+    start, end = windows[0][0], windows[-1][1]
+    assert long[start:end] == kept.strip()  # the windows cover the kept tokens' text, and only that
+    assert len(windows) < len(whole.windows[0])
