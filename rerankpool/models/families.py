@@ -5,8 +5,8 @@ never from its name or hub id: ``BAAI/bge-reranker-base`` is XLM-RoBERTa because
 config says ``"model_type": "xlm-roberta"``. Each family lists the engines whose scores
 are tested to equal ``sentence_transformers.CrossEncoder.predict`` on it (fp32, 1e-4):
 
-- torch serves every family: padded, or packed (the default on CUDA) for BERT, XLM-RoBERTa and ELECTRA
-  (``rerankpool.worker.engines.packed_encoder``).
+- torch serves every family: padded, or packed (the default on CUDA) for BERT, XLM-RoBERTa, ELECTRA
+  and ModernBERT (``rerankpool.worker.engines.packed_encoder``, ``packed_modernbert``).
 - onnx serves the families whose ``torch.onnx.export`` matches torch on several shapes
   (``rerankpool.worker.engines.onnx_export``): all of these.
 - mlx serves BERT and XLM-RoBERTa (``rerankpool.worker.engines.mlx_encoder``).

@@ -44,7 +44,7 @@ PACKED_POLICIES = {
     "one packed pass": ChunkPolicy(packed=True),
     "packed passes of 1024 tokens": ChunkPolicy(packed=True, max_tokens=1024),
 }
-PACKED_FAMILIES = ("bert", "xlm-roberta", "electra")  # the families ``packed_encoder`` runs
+PACKED_FAMILIES = ("bert", "xlm-roberta", "electra", "modernbert")  # the families that run packed
 HALF_ATOL = {"float16": 2e-2, "bfloat16": 1e-1}
 
 
@@ -192,7 +192,8 @@ def test_onnx_engine_equals_crossencoder_on_every_chunking(tiny):
 
 
 def test_torch_packed_equals_crossencoder_or_is_refused(tiny):
-    """XLM-R and ELECTRA run packed (grouped attention on CPU) with CrossEncoder's scores; the rest say why not."""
+    """XLM-R, ELECTRA and ModernBERT (its local layers' window and mean pooling too) run packed (grouped attention
+    on CPU) with CrossEncoder's scores; the rest say why not."""
     model, pairs, want = tiny
     family = TINY_FAMILIES[model.name].family
     if family not in PACKED_FAMILIES:

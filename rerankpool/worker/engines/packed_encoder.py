@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 GROUP_POLICY = ChunkPolicy(overhead_tokens=256)  # attention padding allowed before a new group
-PACKED_MODEL_TYPES = ("bert", "xlm-roberta", "electra")
+PACKED_MODEL_TYPES = ("bert", "xlm-roberta", "electra", "modernbert")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,10 @@ def supports(model: torch.nn.Module) -> str | None:
     model_type = getattr(config, "model_type", None)
     if model_type not in PACKED_MODEL_TYPES:
         return f"model_type {model_type!r} is not one of {', '.join(PACKED_MODEL_TYPES)}"
+    if model_type == "modernbert":
+        from rerankpool.worker.engines.packed_modernbert import modernbert_supports
+
+        return modernbert_supports(model)
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
         return "only absolute position embeddings are supported"
     if config.hidden_act not in SUPPORTED_ACTIVATIONS:
@@ -171,11 +175,15 @@ class GroupedAttention:
                 )
             )
 
-    def __call__(self, qkv: torch.Tensor) -> torch.Tensor:
-        """qkv: [T, 3, heads, head_dim] -> context [T, heads * head_dim]."""
+    def __call__(self, qkv: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        """qkv: [T, 3, heads, head_dim] -> context [T, heads * head_dim]; ``window``: each token sees only the
+        tokens of its pair at most that far from it (ModernBERT's local layers), else all of them."""
         total, _, heads, head_dim = qkv.shape
         out = qkv.new_empty(total, heads * head_dim)
         for rows, width, tokens, slots, mask in self.groups:
+            if window is not None:
+                near = torch.arange(width, device=mask.device)
+                mask = mask & ((near[:, None] - near[None, :]).abs() <= window)
             padded = qkv.new_zeros(rows * width, 3, heads, head_dim)
             padded[slots] = qkv[tokens]
             q, k, v = padded.view(rows, width, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
@@ -196,12 +204,42 @@ class VarlenAttention:
         self.cu_seqlens = inputs.cu_seqlens
         self.max_len = inputs.max_len
 
-    def __call__(self, qkv: torch.Tensor) -> torch.Tensor:
+    def __call__(self, qkv: torch.Tensor, window: int | None = None) -> torch.Tensor:
         total, _, heads, head_dim = qkv.shape
         q, k, v = qkv.unbind(1)
         cu, n = self.cu_seqlens, self.max_len
-        context = torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, n, n, 0.0, False, False)[0]
+        side = {} if window is None else {"window_size_left": window, "window_size_right": window}
+        context = torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, n, n, 0.0, False, False, **side)[0]
         return context.reshape(total, heads * head_dim)
+
+
+def pick_attention(attention: str, device: torch.device, dtype: torch.dtype, heads: int, head_dim: int,
+                   windowed: bool = False) -> str:
+    """``varlen`` or ``grouped``: ``auto`` takes varlen on CUDA in half precision, where its kernel is there and
+    agrees with grouped attention (checked once, with a local window too for a model that has one)."""
+    if attention == "auto":
+        half = dtype in (torch.float16, torch.bfloat16)
+        attention = "varlen" if device.type == "cuda" and half else "grouped"
+    if attention not in ("varlen", "grouped"):
+        raise ValueError(f"attention must be varlen, grouped or auto, not {attention!r}")
+    if attention == "grouped":
+        return attention
+    lengths = np.array([3, 17, 40])
+    inputs = PackedInputs.build(np.zeros(60, np.int64), np.zeros(60, np.int64), lengths, str(device))
+    qkv = torch.randn(60, 3, heads, head_dim, device=device, dtype=dtype)
+    try:
+        with torch.inference_mode():
+            for window in (None, 5) if windowed else (None,):
+                got = VarlenAttention(inputs, heads)(qkv, window).float()
+                want = GroupedAttention(inputs, heads)(qkv, window).float()
+                if not torch.allclose(got, want, atol=2e-2):
+                    logger.warning("FlashAttention varlen kernel disagrees with SDPA here (window %s); packed "
+                                   "attention runs grouped", window)
+                    return "grouped"
+    except (RuntimeError, NotImplementedError, AttributeError, TypeError) as exc:
+        logger.warning("FlashAttention varlen kernel unavailable (%s); packed attention runs grouped", exc)
+        return "grouped"
+    return "varlen"
 
 
 def add_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -233,32 +271,54 @@ def fused_add_norm(device: torch.device, dtype: torch.dtype, hidden: int) -> Cal
     return compiled
 
 
-class PackedEncoder:
+class PackedRunner:
+    """What a packed model gives the engine and the CUDA graphs: its device, attention kind and inputs."""
+
+    device: str
+    attention: str  # "varlen" or "grouped"
+    fused: bool = False
+    position_pad: int | None = None  # XLM-R: positions are numbered from the ids (``fill_packed_rows``)
+
+    def inputs(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray) -> PackedInputs:
+        """A packed batch on this model's device."""
+        return PackedInputs.build(input_ids, token_type_ids, lengths, self.device, self.position_pad)
+
+    def __call__(self, inputs: PackedInputs) -> torch.Tensor:
+        """Raw logits [n] for the packed pairs, in their packed order."""
+        raise NotImplementedError
+
+
+def load_packed(model: torch.nn.Module, attention: str = "auto", fused: bool = False) -> PackedRunner:
+    """The packed runner of a model that ``supports`` says can run packed."""
+    reason = supports(model)
+    if reason is not None:
+        raise ValueError(f"cannot run this model packed: {reason}")
+    if model.config.model_type == "modernbert":
+        from rerankpool.worker.engines.packed_modernbert import PackedModernBert
+
+        if fused:
+            logger.info("--compile fuses BERT's add + LayerNorm; ModernBERT's pre-norm layers run eager")
+        return PackedModernBert(model, attention)
+    return PackedEncoder(model, attention, fused)
+
+
+class PackedEncoder(PackedRunner):
     """Runs a transformers BERT, XLM-RoBERTa or ELECTRA ``...ForSequenceClassification`` on packed tokens.
 
     ``fused``: each residual add and its LayerNorm run as one compiled kernel (``fused_add_norm``).
     """
 
     def __init__(self, model: torch.nn.Module, attention: str = "auto", fused: bool = False) -> None:
-        reason = supports(model)
-        if reason is not None:
-            raise ValueError(f"cannot run this model packed: {reason}")
         config = model.config
         self.model = model
         self.arch = EncoderArch.of(model)
+        self.position_pad = self.arch.position_pad
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // self.heads
         self.act = SUPPORTED_ACTIVATIONS[config.hidden_act]
         device = next(model.parameters()).device
         self.device = str(device)
-        if attention == "auto":
-            half = model.dtype in (torch.float16, torch.bfloat16)
-            attention = "varlen" if device.type == "cuda" and half else "grouped"
-        if attention not in ("varlen", "grouped"):
-            raise ValueError(f"attention must be varlen, grouped or auto, not {attention!r}")
-        if attention == "varlen" and not self._varlen_works(device, model.dtype):
-            attention = "grouped"
-        self.attention = attention
+        self.attention = pick_attention(attention, device, model.dtype, self.heads, self.head_dim)
         self.layers = []
         for layer in self.arch.encoder.encoder.layer:
             att = layer.attention
@@ -268,30 +328,8 @@ class PackedEncoder:
         self._add_norm = (fused_add_norm(device, model.dtype, config.hidden_size) if fused else None) or add_norm
         self.fused = self._add_norm is not add_norm
 
-    def inputs(self, input_ids: np.ndarray, token_type_ids: np.ndarray, lengths: np.ndarray) -> PackedInputs:
-        """A packed batch on this model's device."""
-        return PackedInputs.build(input_ids, token_type_ids, lengths, self.device, self.arch.position_pad)
-
-    def _varlen_works(self, device: torch.device, dtype: torch.dtype) -> bool:
-        """Check the FlashAttention kernel against grouped attention once; this torch may lack it."""
-        lengths = np.array([3, 17, 40])
-        inputs = PackedInputs.build(np.zeros(60, np.int64), np.zeros(60, np.int64), lengths, str(device))
-        qkv = torch.randn(60, 3, self.heads, self.head_dim, device=device, dtype=dtype)
-        try:
-            with torch.inference_mode():
-                got = VarlenAttention(inputs, self.heads)(qkv).float()
-                want = GroupedAttention(inputs, self.heads)(qkv).float()
-        except (RuntimeError, NotImplementedError, AttributeError) as exc:
-            logger.warning("FlashAttention varlen kernel unavailable (%s); packed attention runs grouped", exc)
-            return False
-        if not torch.allclose(got, want, atol=2e-2):
-            logger.warning("FlashAttention varlen kernel disagrees with SDPA here; packed attention runs grouped")
-            return False
-        return True
-
     @torch.inference_mode()
     def __call__(self, inputs: PackedInputs) -> torch.Tensor:
-        """Raw logits [n] for the packed pairs, in their packed order."""
         encoder = self.arch.encoder
         emb = encoder.embeddings
         x = (
@@ -390,11 +428,11 @@ class GraphedPackedEncoder:
     capacity the graph with fewer rows where its pairs fit.
     """
 
-    def __init__(self, packed: PackedEncoder, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
+    def __init__(self, packed: PackedRunner, max_len: int, buckets: tuple[int, ...] = GRAPH_TOKEN_BUCKETS) -> None:
         if packed.attention != "varlen":
             raise ValueError("CUDA graphs need the varlen attention path")
         device = packed.device
-        self._position_pad = packed.arch.position_pad
+        self._position_pad = packed.position_pad
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         pool = None
         for capacity, rows in reversed(graph_shapes(buckets)):  # largest first, so smaller ones reuse its memory

@@ -1,11 +1,11 @@
 """PyTorch / transformers engine: AutoModelForSequenceClassification under inference_mode.
 
-On CUDA, BERT, XLM-RoBERTa and ELECTRA models run on packed tokens (``packed_encoder``): no padding in the dense
-layers and FlashAttention's variable-length kernel, so a batch of mixed lengths is one
-forward pass (up to 65,536 tokens) with no padding waste; ``--packed`` runs the same on
-other devices, with attention in padded groups. Otherwise (and for other architectures)
-the padded transformers forward pass runs on length-sorted chunks: on CPU, packed
-measured no faster (the sorted chunks there already hold little padding).
+On CUDA, BERT, XLM-RoBERTa, ELECTRA and ModernBERT models run on packed tokens (``packed_encoder``,
+``packed_modernbert``): no padding in the dense layers and FlashAttention's variable-length
+kernel, so a batch of mixed lengths is one forward pass (up to 65,536 tokens) with no padding
+waste; ``--packed`` runs the same on other devices, with attention in padded groups. Otherwise
+(and for other architectures) the padded transformers forward pass runs on length-sorted
+chunks: on CPU, packed measured no faster (the sorted chunks there already hold little padding).
 
 Every family in ``rerankpool.models.families`` runs padded (BERT, XLM-RoBERTa, ELECTRA,
 ModernBERT, DeBERTa-v2/v3), with the inputs ``CrossEncoder`` gives it: SDPA attention
@@ -171,7 +171,7 @@ class TorchEngine(AsyncEngine):
 
     def _packed_runner(self, config: EngineConfig):
         """The packed forward pass, if asked for (or, by default, on CUDA) and the model allows it."""
-        from rerankpool.worker.engines.packed_encoder import PackedEncoder, supports
+        from rerankpool.worker.engines.packed_encoder import load_packed, supports
 
         wanted = config.packed if config.packed is not None else self.device.startswith("cuda")
         if not wanted:
@@ -182,7 +182,7 @@ class TorchEngine(AsyncEngine):
                 raise EngineLoadError(f"--packed: {reason}; run without --packed")
             logger.info("packed forward pass not used: %s", reason)
             return None
-        return PackedEncoder(self.model, fused=config.compile)
+        return load_packed(self.model, fused=config.compile)
 
     def launch(self, chunk: Chunk | PackedChunk) -> InFlight:
         """Start a chunk's forward pass and the copy of its scores to the host; ``collect`` waits for both.
