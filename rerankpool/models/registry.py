@@ -143,7 +143,7 @@ BUILTINS: dict[str, BuiltinModel] = {
                          recipe=TINY_FAMILY_RECIPE, build=t.build)
             for t in TINY_FAMILIES.values()
         ),
-        # bge-reranker-v2-m3-shape, qwen3-reranker-0.6b-shape: full-size random models for benchmarks
+        # bge-reranker-v2-m3-shape, gte-reranker-modernbert-base-shape, qwen3-reranker-0.6b-shape: for benchmarks
         *(BuiltinModel(name=m.name, description=m.description, real_scores=False, label=m.label, build=m.build)
           for m in SHAPED_MODELS.values()),
     )

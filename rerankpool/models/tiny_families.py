@@ -282,7 +282,7 @@ def write_electra_tokenizer(path: Path) -> dict[str, int]:
     return {}
 
 
-def write_modernbert_tokenizer(path: Path) -> dict[str, int]:
+def write_modernbert_tokenizer(path: Path, words_limit: int = WORDS) -> dict[str, int]:
     """ModernBERT's byte-level BPE (OLMo's pipeline), specials [UNK] [CLS] [SEP] [PAD] [MASK] after the vocabulary.
 
     The merges chain each word's characters left to right (``Ġ t``, ``Ġt h``, ``Ġth e``), words
@@ -291,11 +291,12 @@ def write_modernbert_tokenizer(path: Path) -> dict[str, int]:
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    words, suffixes = bert_words()
+    words, suffixes = bert_words(words_limit)
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {t: i for i, t in enumerate(["<|endoftext|>", "<|padding|>", *alphabet])}
     merges: list[tuple[str, str]] = []
-    for word in [f"Ġ{w}" for w in words] + [f"Ġ{w.capitalize()}" for w in words[:300]] + words[:500] + suffixes:
+    capitalized = words[: max(300, words_limit - WORDS)]  # the tiny vocabularies: the 300 commonest
+    for word in [f"Ġ{w}" for w in words] + [f"Ġ{w.capitalize()}" for w in capitalized] + words[:500] + suffixes:
         for i in range(1, len(word)):
             if word[: i + 1] not in vocab:
                 merges.append((word[:i], word[i]))

