@@ -19,7 +19,8 @@ ELECTRA projects small embeddings up to the hidden size and has a dense-GELU hea
 has its pooler. The weights are the transformers model's own modules (loaded as usual),
 so loading, dtype and device handling stay in one place; only Q, K and V are fused into
 one matmul. Scores equal ``CrossEncoder.predict`` within float rounding (tested on CPU in
-fp32 to 1e-4, and in fp16/bf16 on CUDA).
+fp32 to 1e-4, and in fp16/bf16 on CUDA). ModernBERT (``packed_modernbert``) runs on the same
+inputs, attention kernels (with a local window) and CUDA graphs; ``load_packed`` picks the runner.
 """
 
 from __future__ import annotations
