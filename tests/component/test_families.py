@@ -256,3 +256,17 @@ def test_mlx_engine_equals_crossencoder_or_refuses_the_family(tiny):
             load_engine(EngineConfig(model.path, engine="mlx"))
         return
     assert max_diff(load_engine(EngineConfig(model.path, engine="mlx")), model, pairs, want) <= ATOL
+
+
+def test_a_packed_pass_that_disagrees_with_the_padded_one_is_caught_at_load(tmp_path):
+    """The engine checks its packed runner against the model's own padded pass on a probe batch: the runner of
+    another checkpoint of the same family (another seed) is far outside the tolerance, its own is inside."""
+    from rerankpool.models.tiny_families import build_tiny_family
+    from rerankpool.worker.engines.packed_encoder import load_packed
+
+    engine = load_engine(EngineConfig(resolve_model("tiny-modernbert").path, engine="torch", packed=True))
+    other = load_engine(EngineConfig(build_tiny_family("tiny-modernbert", tmp_path, seed=1), engine="torch"))
+    worst, tolerance = engine.packed_disagreement(engine.packed_model, MAX_LENGTH)
+    assert worst <= tolerance
+    worst, tolerance = engine.packed_disagreement(load_packed(other.model), MAX_LENGTH)
+    assert worst > 10 * tolerance

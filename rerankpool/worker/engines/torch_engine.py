@@ -28,6 +28,10 @@ from rerankpool.worker.engines.base import AsyncEngine, Chunk, EngineConfig, Eng
 
 logger = logging.getLogger(__name__)
 
+# (atol, rtol of the largest logit) between the packed and padded passes on the load-time probe: rounding of
+# each dtype passes, a forward pass laid out wrong (a missed window, positions, pooling) does not.
+PACKED_TOLERANCE = {"float32": (1e-3, 1e-4), "float16": (5e-2, 1e-2), "bfloat16": (2e-1, 3e-2)}
+
 
 def load_pretrained(model_class: Any, config: EngineConfig, what: str, **kwargs: Any) -> tuple[Any, str]:
     """A checkpoint as the torch engines load it: its dtype checked, the threads set, on its device, in
@@ -182,7 +186,43 @@ class TorchEngine(AsyncEngine):
                 raise EngineLoadError(f"--packed: {reason}; run without --packed")
             logger.info("packed forward pass not used: %s", reason)
             return None
-        return load_packed(self.model, fused=config.compile)
+        packed = load_packed(self.model, fused=config.compile)
+        worst, tolerance = self.packed_disagreement(packed, config.max_length)
+        if worst > tolerance:
+            reason = (f"the packed forward pass disagrees with transformers' padded one by {worst:.3g} (tolerance "
+                      f"{tolerance:.3g}) on a probe batch")
+            if config.packed:
+                raise EngineLoadError(f"--packed: {reason}; run without --packed")
+            logger.warning("%s: running padded", reason)
+            return None
+        return packed
+
+    def packed_disagreement(self, packed: Any, max_length: int) -> tuple[float, float]:
+        """The worst |packed - padded| logit on a probe batch of seeded ids, and what this dtype tolerates.
+
+        The packed runners rebuild each family's forward pass around its modules; checking them
+        against the model's own padded pass when they load means a layout they do not know (a
+        new transformers, an odd checkpoint) runs padded instead of scoring wrong. The probe's
+        lengths cross ModernBERT's local window and XLM-R's position offset.
+        """
+        torch = self._torch
+        longest = min(max_length, getattr(self.model.config, "max_position_embeddings", 512) - 2)
+        lengths = np.minimum(np.array([5, 37, 150], dtype=np.int64), longest)
+        vocab = int(self.model.config.vocab_size)
+        rng = np.random.default_rng(0)
+        ids = rng.integers(min(10, vocab - 1), vocab, size=int(lengths.sum()))
+        ids[ids == self.pad_token_id] = min(10, vocab - 1)
+        types = np.zeros_like(ids)
+        with torch.inference_mode():
+            got = packed(packed.inputs(ids, types, lengths)).float().cpu().numpy()
+        width = int(lengths.max())
+        rows = np.zeros((len(lengths), width), dtype=np.int64)
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        rows[mask] = ids
+        want = self.collect(self.launch(Chunk(np.arange(len(lengths)), rows, mask.astype(np.int64),
+                                              np.zeros_like(rows))))
+        atol, rtol = PACKED_TOLERANCE[self.dtype]
+        return float(np.abs(got - want).max()), float(atol + rtol * np.abs(want).max())
 
     def launch(self, chunk: Chunk | PackedChunk) -> InFlight:
         """Start a chunk's forward pass and the copy of its scores to the host; ``collect`` waits for both.
