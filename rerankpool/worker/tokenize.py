@@ -275,17 +275,19 @@ class PromptTokenizer(BatchTokenizer):
 
     def _encode(self, queries: Sequence[str], query_index: Sequence[int], docs: Sequence[str], policy: ChunkPolicy,
                 truncations: Sequence[Truncation] | None) -> EncodedBatch:
-        """The card cuts the formatted pair from its end; a request that forbids cutting gets its too-long pairs
-        ``refused``, and one that asks for another cut (from the left, or per document) is refused too: the
-        cards define none."""
-        pairs = [(queries[q], d) for q, d in zip(query_index, docs)]
+        """The card cuts the formatted pair from its end. ``max_tokens_per_doc`` cuts a document to its first
+        tokens before it goes into the prompt; a request that forbids cutting gets its too-long pairs ``refused``,
+        and so does one that asks to cut from the left: the cards define no such cut."""
+        cuts = truncations or [DEFAULT_TRUNCATION] * len(docs)
+        pairs = [(queries[q], d if t.max_tokens_per_doc is None else _cut_text(self._tok, d, t.max_tokens_per_doc))
+                 for q, d, t in zip(query_index, docs, cuts)]
         ids = back_to_back(self.reranker.pair_ids(self._tok, pairs, self.max_length))
         batch = _chunks(PairIds(ids, ids.lengths), policy, self.pad_id)
         if truncations is None and self.truncate:
             return batch
-        for i, t in enumerate(truncations or [DEFAULT_TRUNCATION] * len(pairs)):
-            if t.direction != "right" or t.max_tokens_per_doc is not None:
-                batch.refused[i] = "LLM rerankers cut only as their model card does (the end of the pair)"
+        for i, t in enumerate(cuts):
+            if t.direction != "right":
+                batch.refused[i] = "LLM rerankers cut a pair only from its end, as their model cards do"
             elif not (self.truncate if t.truncate is None else t.truncate):
                 (full,) = self.reranker.pair_ids(self._tok, [pairs[i]], 1 << 30)
                 if len(full) > self.max_length:
@@ -306,7 +308,7 @@ def load_pair_tokenizer(model_path: Path, max_length: int = 512, fast: bool = Tr
                          truncate=truncate)
 
 
-def _cut_text(tok, doc: str, max_tokens: int, direction: str) -> str:
+def _cut_text(tok, doc: str, max_tokens: int, direction: str = "right") -> str:
     """``doc`` cut to its first (``direction`` "right") or last ("left") ``max_tokens`` tokens, at their
     character offsets: the text those tokens came from."""
     tok.no_truncation()

@@ -18,6 +18,7 @@ from rerankpool.models.llm import (
     llm_reranker,
     template_for,
 )
+from rerankpool.protocol import Truncation
 from rerankpool.worker.engines import EngineConfig, EngineLoadError, load_engine
 from rerankpool.worker.engines.base import EncodedBatch, run_batch
 from rerankpool.worker.policy import ChunkPolicy
@@ -104,6 +105,29 @@ def test_the_vocabulary_projection_is_never_computed(qwen, engine):
     assert tuple(engine.head.shape) == (2, config.hidden_size)  # the yes and no rows
     head_products = [inputs for inputs, _ in ops if (config.hidden_size, 2) in inputs]
     assert head_products == [[(8, config.hidden_size), (config.hidden_size, 2)]]  # the last tokens' states only
+
+
+def test_max_tokens_per_doc_cuts_each_document_before_the_prompt(qwen, engine):
+    """A document cut to its first tokens' text scores as the card scores that text; a cut from the left is refused."""
+    from tokenizers import Tokenizer
+
+    limit = 6
+    plain = Tokenizer.from_file(str(qwen.path / "tokenizer.json"))
+    cut_pairs = []
+    for q, d in PAIRS:
+        offsets = plain.encode(d, add_special_tokens=False).offsets
+        cut_pairs.append((q, d if len(offsets) <= limit else d[: offsets[limit - 1][1]]))
+    assert sum(c != p for c, p in zip(cut_pairs, PAIRS)) > len(PAIRS) // 2
+    _, log_odds, ids = QwenReference(qwen.path, 512)(cut_pairs)
+    tokenizer = load_pair_tokenizer(qwen.path, 512)
+    queries = sorted({q for q, _ in PAIRS})
+    index, docs = [queries.index(q) for q, _ in PAIRS], [d for _, d in PAIRS]
+    batch = tokenizer.encode(queries, index, docs, ChunkPolicy(), [Truncation(True, max_tokens_per_doc=limit)] * 30)
+    assert [row_ids(batch)[i] for i in range(len(PAIRS))] == ids and not batch.refused
+    np.testing.assert_allclose(run_batch(engine, batch), log_odds, atol=1e-4, rtol=0)
+    left = tokenizer.encode(queries, index, docs, ChunkPolicy(), [Truncation(True, "left")] * 30)
+    assert set(left.refused) == set(range(len(PAIRS)))
+    assert left.refused[0] == "LLM rerankers cut a pair only from its end, as their model cards do"
 
 
 def test_instruction_comes_from_the_worker_then_the_file_then_the_card(qwen, engine, tmp_path):
