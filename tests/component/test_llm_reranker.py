@@ -122,10 +122,11 @@ def test_max_tokens_per_doc_cuts_each_document_before_the_prompt(qwen, engine):
     tokenizer = load_pair_tokenizer(qwen.path, 512)
     queries = sorted({q for q, _ in PAIRS})
     index, docs = [queries.index(q) for q, _ in PAIRS], [d for _, d in PAIRS]
-    batch = tokenizer.encode(queries, index, docs, ChunkPolicy(), [Truncation(True, max_tokens_per_doc=limit)] * 30)
+    cut = [Truncation(True, max_tokens_per_doc=limit)] * len(PAIRS)
+    batch = tokenizer.encode(queries, index, docs, ChunkPolicy(), cut)
     assert [row_ids(batch)[i] for i in range(len(PAIRS))] == ids and not batch.refused
     np.testing.assert_allclose(run_batch(engine, batch), log_odds, atol=1e-4, rtol=0)
-    left = tokenizer.encode(queries, index, docs, ChunkPolicy(), [Truncation(True, "left")] * 30)
+    left = tokenizer.encode(queries, index, docs, ChunkPolicy(), [Truncation(True, "left")] * len(PAIRS))
     assert set(left.refused) == set(range(len(PAIRS)))
     assert left.refused[0] == "LLM rerankers cut a pair only from its end, as their model cards do"
 
